@@ -1,0 +1,55 @@
+"""lockgate: from raw data to a monitored production deployment, through gates, with lineage.
+
+>>> import lockgate as lg, tempfile
+>>> ws = lg.Workspace.open(tempfile.mkdtemp())
+>>> with ws.start_run("train", experiment="fraud", params={"max_depth": 6}) as run:
+...     run.log_metric("auc", 0.93)
+>>> [r.metrics["auc"] for r in ws.runs.search("metrics.auc > 0.9", experiment="fraud")]
+[0.93]
+"""
+
+from lockgate._version import __version__
+from lockgate.config import Settings
+from lockgate.entities import DatasetVersion, Metric, ModelVersion, RunRecord, RunStatus
+from lockgate.errors import (
+    AuditChainBroken,
+    ConfigError,
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    InvalidReferenceError,
+    LockgateError,
+    NotFoundError,
+    ParamConflictError,
+    PermissionDenied,
+    SchemaOutdatedError,
+    UnavailableError,
+    UserCodeError,
+)
+from lockgate.tracking import ActiveRun
+from lockgate.workspace import Workspace
+
+__all__ = [
+    "ActiveRun",
+    "AuditChainBroken",
+    "ConfigError",
+    "ConflictError",
+    "DatasetVersion",
+    "IntegrityError",
+    "InvalidInputError",
+    "InvalidReferenceError",
+    "LockgateError",
+    "Metric",
+    "ModelVersion",
+    "NotFoundError",
+    "ParamConflictError",
+    "PermissionDenied",
+    "RunRecord",
+    "RunStatus",
+    "SchemaOutdatedError",
+    "Settings",
+    "UnavailableError",
+    "UserCodeError",
+    "Workspace",
+    "__version__",
+]

@@ -1,0 +1,115 @@
+"""Settings, read once at the edge and passed down frozen.
+
+Precedence, highest first: explicit keyword arguments, ``LOCKGATE_*`` environment variables,
+the workspace's ``lockgate.toml``, defaults. Only this module reads the environment.
+
+>>> from lockgate.config import Settings
+>>> Settings.load(home="/tmp/ws").resolved_database_url
+'sqlite:////tmp/ws/lockgate.db'
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lockgate.errors import ConfigError
+
+__all__ = ["CONFIG_FILE", "DEFAULT_HOME", "Settings"]
+
+DEFAULT_HOME = ".lockgate"
+CONFIG_FILE = "lockgate.toml"
+
+
+class Settings(BaseSettings):
+    """Where a workspace keeps its records and artifacts, and who is acting."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCKGATE_", frozen=True, extra="forbid")
+
+    home: Path = Field(default=Path(DEFAULT_HOME), description="The workspace folder.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the metadata store; SQLite in the workspace by default."
+    )
+    artifact_root: str | None = Field(
+        default=None, description="Folder or s3://bucket/prefix for artifacts; a folder in the workspace by default."
+    )
+    identity: str | None = Field(
+        default=None, description="Who is acting, as 'user:NAME' or 'service:NAME'; the OS user by default."
+    )
+    capture_code: bool = Field(default=True, description="Record the git commit and diff at run start.")
+    s3_endpoint_url: str | None = Field(default=None, description="Endpoint of an S3-compatible server.")
+    require_services: bool = Field(
+        default=False, description="Fail, instead of skip, when a service a test needs is missing."
+    )
+
+    @field_validator("identity")
+    @classmethod
+    def _identity_has_kind(cls, value: str | None) -> str | None:
+        if value is not None and ":" not in value:
+            return f"user:{value}"
+        return value
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """Build settings from keyword overrides, the environment and ``lockgate.toml``."""
+        explicit = {k: v for k, v in overrides.items() if v is not None}
+        home = Path(explicit.get("home") or os.environ.get("LOCKGATE_HOME") or DEFAULT_HOME)
+        file_values = _read_toml(home / CONFIG_FILE)
+        env_keys = {name for name in cls.model_fields if f"LOCKGATE_{name.upper()}" in os.environ}
+        merged = {k: v for k, v in file_values.items() if k not in env_keys}
+        merged.update(explicit)
+        merged["home"] = home
+        try:
+            return cls(**merged)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "settings"
+            raise ConfigError(
+                f"setting '{where}' is invalid ({first['msg']}); fix it in the environment or {home / CONFIG_FILE}"
+            ) from None
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home.resolve() / 'lockgate.db'}"
+
+    @property
+    def resolved_artifact_root(self) -> str:
+        return self.artifact_root or str(self.home.resolve() / "artifacts")
+
+    @property
+    def actor(self) -> str:
+        """The identity every write is recorded under."""
+        return self.identity or f"user:{_os_user()}"
+
+    @property
+    def key_file(self) -> Path:
+        """The workspace's signing key; kept outside the database on purpose."""
+        return self.home / "keys" / "audit.key"
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
+    section = data.get("lockgate", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path} must hold a [lockgate] table of settings")
+    return {k.replace("-", "_"): v for k, v in section.items()}

@@ -1,0 +1,65 @@
+"""Content hashes: bytes, files, JSON documents and Arrow tables.
+
+A table's hash depends on its schema (names and types) and its values, not on how it is
+chunked or on pandas index metadata, so the same data logged twice is the same dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow as pa
+
+__all__ = [
+    "canonical_json",
+    "sha256_bytes",
+    "sha256_file",
+    "sha256_json",
+    "sha256_stream",
+    "table_hash",
+]
+
+_CHUNK = 1 << 20
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_stream(stream: IO[bytes]) -> tuple[str, int]:
+    """Hash a stream without loading it whole; returns ``(hexdigest, size)``."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := stream.read(_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def sha256_file(path: str | Path) -> str:
+    with open(path, "rb") as fh:
+        return sha256_stream(fh)[0]
+
+
+def canonical_json(value: Any) -> bytes:
+    """JSON with sorted keys and no whitespace: equal documents give equal bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def sha256_json(value: Any) -> str:
+    return sha256_bytes(canonical_json(value))
+
+
+def table_hash(table: pa.Table) -> str:
+    """Hash an Arrow table by schema and values, independent of chunking and metadata."""
+    table = table.replace_schema_metadata(None).combine_chunks()
+    digest = hashlib.sha256()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        for batch in table.to_batches():
+            writer.write_batch(batch)
+    digest.update(sink.getvalue().to_pybytes())
+    return digest.hexdigest()

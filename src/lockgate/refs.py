@@ -1,0 +1,75 @@
+"""References that look alike everywhere: ``models:/fraud/3``, ``models:/fraud@champion``,
+``runs:/<id>``, ``datasets:/transactions@<hash>``.
+
+>>> parse_ref("models:/fraud@champion")
+ModelRef(name='fraud', version=None, alias='champion')
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lockgate.errors import InvalidReferenceError
+
+__all__ = ["DatasetRef", "ModelRef", "Ref", "RunRef", "parse_model_ref", "parse_ref"]
+
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,255}"
+_MODEL = re.compile(rf"^models:/(?P<name>{_NAME})(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z][A-Za-z0-9_\-]{{0,127}}))$")
+_RUN = re.compile(r"^runs:/(?P<id>[0-9a-f]{4,32})$")
+_DATASET = re.compile(rf"^datasets:/(?P<name>{_NAME})(?:@(?P<hash>[0-9a-f]{{4,64}}|latest))?$")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    def __str__(self) -> str:
+        return (
+            f"models:/{self.name}/{self.version}" if self.version is not None else f"models:/{self.name}@{self.alias}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunRef:
+    id: str
+
+    def __str__(self) -> str:
+        return f"runs:/{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetRef:
+    name: str
+    hash: str | None = None
+
+    def __str__(self) -> str:
+        return f"datasets:/{self.name}" + (f"@{self.hash}" if self.hash else "")
+
+
+Ref = ModelRef | RunRef | DatasetRef
+
+_EXAMPLES = "models:/fraud/3, models:/fraud@champion, runs:/<id> or datasets:/transactions@<hash>"
+
+
+def parse_ref(text: str) -> Ref:
+    """Parse any lockgate reference, with one clear error for anything else."""
+    if m := _MODEL.match(text):
+        version = m.group("version")
+        return ModelRef(m.group("name"), int(version) if version else None, m.group("alias"))
+    if m := _RUN.match(text):
+        return RunRef(m.group("id"))
+    if m := _DATASET.match(text):
+        return DatasetRef(m.group("name"), m.group("hash"))
+    raise InvalidReferenceError(f"'{text}' is not a lockgate reference; use one of {_EXAMPLES}")
+
+
+def parse_model_ref(text: str) -> ModelRef:
+    ref = parse_ref(text) if "://" not in text else None
+    if not isinstance(ref, ModelRef):
+        raise InvalidReferenceError(
+            f"'{text}' is not a model reference; use models:/NAME/VERSION or models:/NAME@ALIAS"
+        )
+    return ref

@@ -1,0 +1,258 @@
+"""The model registry: numbered versions, aliases that move through one audited path, and
+loading that proves the bytes are the ones registered."""
+
+from __future__ import annotations
+
+import builtins
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from lockgate.artifacts import ArtifactStore
+from lockgate.audit import AuditLog
+from lockgate.clock import now_millis
+from lockgate.entities import LineageEdge, ModelVersion, NodeKind
+from lockgate.errors import InvalidInputError, NotFoundError
+from lockgate.lineage import LineageService
+from lockgate.refs import ModelRef, parse_model_ref
+from lockgate.registry._flavors import deserialize, flavor_of, serialize
+from lockgate.registry._signature import infer_signature
+from lockgate.registry.hooks import AliasHook, AliasMove
+from lockgate.store import Database, ModelRepository, RunRepository
+from lockgate.tracking import ActiveRun
+
+__all__ = ["ModelRegistry"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,255}$")
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,127}$")
+
+
+class ModelRegistry:
+    """``ws.models``: register, find, alias, load and delete model versions."""
+
+    def __init__(
+        self,
+        db: Database,
+        artifacts: ArtifactStore,
+        audit: AuditLog,
+        lineage: LineageService,
+        *,
+        actor: str,
+        hooks: Sequence[AliasHook] = (),
+    ) -> None:
+        self._db = db
+        self._artifacts = artifacts
+        self._audit = audit
+        self._lineage = lineage
+        self._actor = actor
+        self._repo = ModelRepository()
+        self._runs = RunRepository()
+        self._hooks: builtins.list[AliasHook] = list(hooks)
+
+    def add_alias_hook(self, hook: AliasHook) -> None:
+        """Call ``hook`` before every alias move (promotion gates plug in here)."""
+        self._hooks.append(hook)
+
+    # -- registering -------------------------------------------------------------------------
+
+    def log_from_run(
+        self,
+        run: ActiveRun,
+        model: Any,
+        *,
+        name: str,
+        input_example: Any | None,
+        features: Sequence[str] | None,
+        description: str | None,
+    ) -> ModelVersion:
+        return self.register(
+            model, name=name, run_id=run.id, input_example=input_example, features=features, description=description
+        )
+
+    def register(
+        self,
+        model: Any,
+        *,
+        name: str,
+        run_id: str | None = None,
+        input_example: Any | None = None,
+        features: Sequence[str] | None = None,
+        description: str | None = None,
+    ) -> ModelVersion:
+        """Store ``model`` and register it as the next version of ``name``."""
+        _check_name(name)
+        signature = infer_signature(model, input_example)
+        stored = self._artifacts.put_bytes(serialize(model))
+        flavor = flavor_of(model)
+        now = now_millis()
+        with self._db.write() as conn:
+            self._repo.ensure_model(conn, name, actor=self._actor, now=now)
+            self._repo.lock_model(conn, name)
+            version = self._repo.next_version(conn, name)
+            self._runs.record_artifact(conn, stored.sha256, stored.size, now)
+            self._repo.insert_version(
+                conn,
+                name=name,
+                version=version,
+                run_id=run_id,
+                artifact_sha256=stored.sha256,
+                flavor=flavor,
+                signature=signature,
+                features=list(features or []),
+                description=description,
+                created_at=now,
+                created_by=self._actor,
+            )
+            node = f"{name}/{version}"
+            edges = [
+                LineageEdge(
+                    src_kind=NodeKind.ARTIFACT,
+                    src_id=stored.sha256,
+                    relation="artifact",
+                    dst_kind=NodeKind.MODEL_VERSION,
+                    dst_id=node,
+                )
+            ]
+            if run_id:
+                edges.append(
+                    LineageEdge(
+                        src_kind=NodeKind.RUN,
+                        src_id=run_id,
+                        relation="produced",
+                        dst_kind=NodeKind.MODEL_VERSION,
+                        dst_id=node,
+                    )
+                )
+            self._lineage.record(conn, edges)
+            self._audit.record(
+                conn,
+                actor=self._actor,
+                action="model_version.registered",
+                object_kind="model_version",
+                object_id=node,
+                details={"run": run_id, "sha256": stored.sha256, "flavor": flavor},
+            )
+        return self.get(f"models:/{name}/{version}")
+
+    # -- finding -----------------------------------------------------------------------------
+
+    def list(self) -> builtins.list[dict[str, Any]]:
+        """Every registered model with its latest version and aliases."""
+        with self._db.read() as conn:
+            return self._repo.list_models(conn)
+
+    def versions(self, name: str) -> builtins.list[ModelVersion]:
+        """All versions of ``name``, newest first."""
+        with self._db.read() as conn:
+            if not self._repo.model_exists(conn, name):
+                raise NotFoundError(f"model '{name}' does not exist; see: lockgate models list")
+            return self._repo.versions(conn, name)
+
+    def get(self, ref: str | ModelRef) -> ModelVersion:
+        """The version behind ``models:/name/3`` or ``models:/name@alias``."""
+        parsed = ref if isinstance(ref, ModelRef) else parse_model_ref(ref)
+        with self._db.read() as conn:
+            return self._resolve(conn, parsed)
+
+    def _resolve(self, conn: Connection, ref: ModelRef) -> ModelVersion:
+        if not self._repo.model_exists(conn, ref.name):
+            raise NotFoundError(f"model '{ref.name}' does not exist; see: lockgate models list")
+        version = ref.version
+        if ref.alias is not None:
+            aliases = self._repo.aliases(conn, ref.name)
+            version = aliases.get((ref.name, ref.alias))
+            if version is None:
+                known = ", ".join(sorted(a for (_, a) in aliases)) or "none"
+                raise NotFoundError(
+                    f"model '{ref.name}' has no alias '{ref.alias}' (aliases: {known}); see: lockgate models show {ref.name}"
+                )
+        found = self._repo.versions(conn, ref.name, version)
+        if not found:
+            latest = self._repo.next_version(conn, ref.name) - 1
+            raise NotFoundError(
+                f"model '{ref.name}' has no version {version} (latest is {latest}); see: lockgate models show {ref.name}"
+            )
+        return found[0]
+
+    def load(self, ref: str | ModelRef) -> Any:
+        """The model object; its bytes are hash-verified before they are deserialized.
+
+        >>> import lockgate as lg, tempfile
+        >>> from sklearn.dummy import DummyClassifier
+        >>> ws = lg.Workspace.open(tempfile.mkdtemp())
+        >>> mv = ws.models.register(DummyClassifier().fit([[0], [1]], [0, 1]), name="tiny")
+        >>> ws.models.load("models:/tiny/1").predict([[0]]).shape
+        (1,)
+        """
+        version = self.get(ref)
+        data = self._artifacts.get_bytes(version.artifact_sha256)
+        return deserialize(data, version.flavor)
+
+    # -- aliases -----------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
+        """Point ``name@alias`` at ``version``: the one path every alias move takes."""
+        return self._move_alias(name, alias, version)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._move_alias(name, alias, None)
+
+    def _move_alias(self, name: str, alias: str, version: int | None) -> ModelVersion:
+        if not _ALIAS.match(alias) or alias.isdigit() or alias == "latest":
+            raise InvalidInputError(
+                f"alias {alias!r} is not valid; start with a letter, use letters, digits, '-' or '_'"
+            )
+        with self._db.write() as conn:
+            current = self._repo.aliases(conn, name).get((name, alias))
+            if version is not None:
+                target = self._resolve(conn, ModelRef(name, version))
+            elif current is None:
+                raise NotFoundError(f"model '{name}' has no alias '{alias}'; see: lockgate models show {name}")
+            else:
+                target = self._resolve(conn, ModelRef(name, current))
+            move = AliasMove(name=name, alias=alias, from_version=current, to_version=version, actor=self._actor)
+            for hook in self._hooks:
+                hook.before_alias_move(move)
+            if version is None:
+                self._repo.delete_alias(conn, name, alias)
+            else:
+                self._repo.set_alias(conn, name, alias, version, actor=self._actor, now=now_millis())
+            self._audit.record(
+                conn,
+                actor=self._actor,
+                action="alias.moved" if version is not None else "alias.deleted",
+                object_kind="model",
+                object_id=name,
+                details={"alias": alias, "from": current, "to": version},
+            )
+        return target
+
+    # -- deleting ----------------------------------------------------------------------------
+
+    def delete(self, name: str, version: int | None = None) -> None:
+        """Delete one version (and aliases pointing at it) or, without ``version``, the whole model."""
+        with self._db.write() as conn:
+            if version is None:
+                if not self._repo.model_exists(conn, name):
+                    raise NotFoundError(f"model '{name}' does not exist; see: lockgate models list")
+                self._repo.delete_model(conn, name)
+                self._audit.record(conn, actor=self._actor, action="model.deleted", object_kind="model", object_id=name)
+            else:
+                self._resolve(conn, ModelRef(name, version))
+                self._repo.delete_version(conn, name, version)
+                self._audit.record(
+                    conn,
+                    actor=self._actor,
+                    action="model_version.deleted",
+                    object_kind="model_version",
+                    object_id=f"{name}/{version}",
+                )
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInputError(
+            f"model name {name!r} is not valid; start with a letter or digit, use letters, digits, '.', '-' or '_'"
+        )

@@ -1,0 +1,22 @@
+"""Persistence of metadata: the schema, transactions, migrations and per-domain SQL.
+
+Domain services never write SQL; they call these repositories inside one transaction from
+:class:`~lockgate.store.database.Database`, so a change that touches several tables
+(a model version, its lineage edges and its audit event) commits together or not at all.
+"""
+
+from lockgate.store.audit import AuditRepository
+from lockgate.store.database import Database
+from lockgate.store.datasets import DatasetRepository
+from lockgate.store.lineage import LineageRepository
+from lockgate.store.registry import ModelRepository
+from lockgate.store.runs import RunRepository
+
+__all__ = [
+    "AuditRepository",
+    "Database",
+    "DatasetRepository",
+    "LineageRepository",
+    "ModelRepository",
+    "RunRepository",
+]

@@ -1,0 +1,131 @@
+"""What a run ran with: the code (git commit, branch, dirty diff) and the environment
+(interpreter, platform, every installed package, the lockfile)."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from lockgate.hashing import canonical_json, sha256_bytes, sha256_file
+
+__all__ = ["CodeState", "EnvironmentState", "capture_code", "capture_environment"]
+
+_LOCKFILES = ("requirements.lock", "uv.lock", "poetry.lock", "pdm.lock", "Pipfile.lock", "requirements.txt")
+_MAX_UNTRACKED_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class CodeState:
+    """Git facts at run start; ``repo`` is None outside a repository."""
+
+    repo: str | None
+    commit: str | None
+    branch: str | None
+    dirty: bool | None
+    diff: bytes | None
+
+    @property
+    def node_id(self) -> str:
+        if not self.commit:
+            return "no-repository"
+        suffix = f"+{sha256_bytes(self.diff)[:12]}" if self.diff else ""
+        return f"{self.repo or 'local'}@{self.commit}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentState:
+    hash: str
+    python: str
+    platform: str
+    packages: bytes  # canonical JSON of {name: version}
+    package_count: int
+    lockfile: str | None
+    lockfile_sha256: str | None
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, timeout=20, check=True, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.decode(errors="replace")
+
+
+def capture_code(cwd: Path | None = None) -> CodeState:
+    """The commit, branch and full working-tree diff (untracked files included)."""
+    cwd = cwd or Path.cwd()
+    top = _git(cwd, "rev-parse", "--show-toplevel")
+    if top is None:
+        return CodeState(None, None, None, None, None)
+    root = Path(top.strip())
+    commit = (_git(root, "rev-parse", "--verify", "-q", "HEAD") or "").strip() or None
+    branch = (_git(root, "rev-parse", "--abbrev-ref", "HEAD") or "").strip() or None
+    remote = (_git(root, "config", "--get", "remote.origin.url") or "").strip()
+    diff = _working_tree_diff(root, has_head=commit is not None)
+    return CodeState(remote or str(root), commit, branch, bool(diff), diff or None)
+
+
+def _working_tree_diff(root: Path, *, has_head: bool) -> bytes:
+    parts: list[bytes] = []
+    if has_head:
+        try:
+            tracked = subprocess.run(
+                ["git", "diff", "HEAD", "--binary"], cwd=root, capture_output=True, timeout=60, check=True
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            tracked = b""
+        parts.append(tracked)
+    untracked = (_git(root, "ls-files", "--others", "--exclude-standard", "-z") or "").split("\0")
+    for name in sorted(n for n in untracked if n):
+        path = root / name
+        try:
+            if path.is_file() and path.stat().st_size <= _MAX_UNTRACKED_BYTES:
+                body = path.read_bytes()
+            else:
+                body = f"<{path.stat().st_size} bytes, sha256 {sha256_file(path)}>".encode()
+        except OSError:
+            continue
+        parts.append(b"\n--- untracked: " + name.encode() + b"\n" + body)
+    return b"".join(parts)
+
+
+@functools.cache
+def capture_environment(start: Path | None = None) -> EnvironmentState:
+    """The interpreter and installed packages; cached, because they do not change mid-process."""
+    packages = {
+        (dist.metadata["Name"] or "").lower(): dist.version
+        for dist in metadata.distributions()
+        if dist.metadata["Name"]
+    }
+    blob = canonical_json(dict(sorted(packages.items())))
+    lockfile = _find_lockfile(start or Path.cwd())
+    lock_sha = sha256_file(lockfile) if lockfile else None
+    py = f"{platform.python_implementation()} {platform.python_version()}"
+    plat = f"{platform.system()}-{platform.release()}-{platform.machine()}"
+    env_hash = sha256_bytes(
+        canonical_json({"python": py, "platform": plat, "packages": sha256_bytes(blob), "lock": lock_sha})
+    )
+    return EnvironmentState(
+        hash=env_hash,
+        python=py,
+        platform=plat,
+        packages=blob,
+        package_count=len(packages),
+        lockfile=str(lockfile) if lockfile else None,
+        lockfile_sha256=lock_sha,
+    )
+
+
+def _find_lockfile(start: Path) -> Path | None:
+    for folder in [start, *start.resolve().parents][:6]:
+        for name in _LOCKFILES:
+            candidate = folder / name
+            if candidate.is_file():
+                return candidate
+    return None
