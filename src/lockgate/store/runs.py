@@ -157,7 +157,7 @@ class RunRepository:
                 t.params.c.run_id == run_id, t.params.c.key.in_(list(values))
             )
         )
-        return dict(rows)
+        return {str(k): str(v) for k, v in rows.tuples()}
 
     def insert_metrics(self, conn: Connection, run_id: str, points: Sequence[Metric]) -> None:
         rows = [
