@@ -157,7 +157,7 @@ class RunRepository:
                 t.params.c.run_id == run_id, t.params.c.key.in_(list(values))
             )
         )
-        return {str(k): str(v) for k, v in rows.tuples()}
+        return {str(row[0]): str(row[1]) for row in rows}
 
     def insert_metrics(self, conn: Connection, run_id: str, points: Sequence[Metric]) -> None:
         rows = [
