@@ -4,20 +4,25 @@ Objects are stored under ``objects/ab/cd/<sha256>``; the hash is the name, so th
 are stored once and a read can always prove it got what was written. A local folder is the
 default backend; ``s3://bucket/prefix`` selects S3 (or any S3-compatible server).
 
-Writes are atomic: on a local folder the bytes go to ``tmp/`` first and are renamed into
-place; on S3 an object becomes visible only when its upload completes, so a killed writer
-never leaves a partial object under its final name.
+Writes are atomic: on a local folder the bytes go to ``tmp/`` first, are flushed to disk and
+renamed into place; on S3 an object becomes visible only when its upload completes, so a killed
+writer never leaves a partial object under its final name (a local ``tmp/`` file may remain).
+
+Every put writes, even when the object already exists: the bytes are the same, so this is
+harmless, and it repairs a damaged object ("log it again" really fixes it) and refreshes the
+object's age, so ``Workspace.gc`` cannot collect it between the put and the record that
+references it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
-import re
-import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -34,8 +39,17 @@ from lockgate.hashing import sha256_stream
 
 __all__ = ["ArtifactStore", "StoredObject", "safe_relpath"]
 
-_SHA = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
+_HEX = frozenset("0123456789abcdef")
+
+# botocore's defaults (legacy retry mode, up to 5 attempts with backoff, on top of s3fs's
+# own retries) leave a user waiting ~12 s for a refused connection and far longer for an
+# unreachable host. A few quick attempts are enough to ride out a blip.
+_S3_CONFIG: dict[str, Any] = {
+    "connect_timeout": 3,
+    "read_timeout": 30,
+    "retries": {"max_attempts": 3, "mode": "standard"},
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +70,17 @@ def safe_relpath(name: str) -> str:
     if not name or "\x00" in name or "\\" in name:
         raise InvalidInputError(f"artifact path {name!r} is not allowed; use a relative path like 'plots/roc.png'")
     path = PurePosixPath(name)
-    if path.is_absolute() or any(part in ("..", "") for part in path.parts) or name.startswith("~"):
+    if path.is_absolute() or ".." in path.parts or name.startswith("~"):
         raise InvalidInputError(
             f"artifact path {name!r} tries to leave the artifact root; use a relative path without '..'"
         )
+    if not path.parts:
+        raise InvalidInputError(f"artifact path {name!r} names no file; use a relative path like 'plots/roc.png'")
     return str(path)
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and _HEX.issuperset(value)
 
 
 class ArtifactStore:
@@ -68,19 +88,28 @@ class ArtifactStore:
 
     def __init__(self, root: str, *, s3_endpoint_url: str | None = None) -> None:
         self.root = root.rstrip("/")
+        if not self.root:
+            raise InvalidInputError(f"artifact root {root!r} is empty; use a folder or s3://bucket/prefix")
         options: dict[str, Any] = {}
-        if self.root.startswith("s3://") and s3_endpoint_url:
-            options["client_kwargs"] = {"endpoint_url": s3_endpoint_url}
+        if self.root.startswith("s3://"):
+            options["config_kwargs"] = dict(_S3_CONFIG)
+            # Other processes write and delete objects; a cached listing would answer
+            # ``exists`` and ``iter_objects`` from a stale view of the bucket.
+            options["use_listings_cache"] = False
+            if s3_endpoint_url:
+                options["client_kwargs"] = {"endpoint_url": s3_endpoint_url}
         try:
             self._fs, self._base = fsspec.core.url_to_fs(self.root, **options)
         except (ImportError, ValueError) as exc:
             raise UnavailableError(
                 f"cannot open artifact root {self.root} ({exc}); install lockgate[s3] for s3:// roots"
             ) from None
-        self.is_local = self._fs.protocol in ("file", ("file", "local")) or "file" in _protocols(self._fs)
+        self._unreachable, self._backend_errors = _backend_errors()
+        self.is_local = "file" in _protocols(self._fs)
         if self.is_local:
-            Path(self._base, "objects").mkdir(parents=True, exist_ok=True)
-            Path(self._base, "tmp").mkdir(parents=True, exist_ok=True)
+            with self._guard():
+                Path(self._base, "objects").mkdir(parents=True, exist_ok=True)
+                Path(self._base, "tmp").mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.root!r})"
@@ -89,8 +118,8 @@ class ArtifactStore:
         return f"{self.root}/{self._key(sha256)}"
 
     def _key(self, sha256: str) -> str:
-        if not _SHA.match(sha256):
-            raise InvalidInputError(f"{sha256!r} is not a sha256 digest")
+        if not _is_sha256(sha256):
+            raise InvalidInputError(f"{sha256!r} is not a sha256 digest; pass 64 lowercase hex characters")
         return f"objects/{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
     def _path(self, sha256: str) -> str:
@@ -101,11 +130,13 @@ class ArtifactStore:
     def put_bytes(self, data: bytes) -> StoredObject:
         """Store ``data``; returns its digest and size."""
         sha = hashlib.sha256(data).hexdigest()
-        if self.exists(sha):
-            return StoredObject(sha, len(data))
-        with tempfile.NamedTemporaryFile(dir=self._tmp_dir(), delete=False) as tmp:
-            tmp.write(data)
-        return self._commit(Path(tmp.name), sha, len(data))
+        if self.is_local:
+            self._put_local([data], sha)
+        else:
+            path = self._path(sha)
+            with self._guard():
+                self._fs.pipe_file(path, bytes(data))
+        return StoredObject(sha, len(data))
 
     def put_file(self, path: str | Path) -> StoredObject:
         """Store a local file's bytes, hashing them while they are copied."""
@@ -116,73 +147,101 @@ class ArtifactStore:
             return self.put_stream(fh)
 
     def put_stream(self, stream: IO[bytes]) -> StoredObject:
+        """Store everything ``stream`` yields, hashing it on the way; nothing is kept if reading fails."""
         digest = hashlib.sha256()
         size = 0
-        with tempfile.NamedTemporaryFile(dir=self._tmp_dir(), delete=False) as tmp:
-            try:
-                while chunk := stream.read(_CHUNK):
-                    digest.update(chunk)
-                    tmp.write(chunk)
-                    size += len(chunk)
-            except BaseException:
-                tmp.close()
-                os.unlink(tmp.name)
-                raise
-        sha = digest.hexdigest()
-        if self.exists(sha):
-            os.unlink(tmp.name)
-            return StoredObject(sha, size)
-        return self._commit(Path(tmp.name), sha, size)
-
-    def _tmp_dir(self) -> str:
-        if self.is_local:
-            return f"{self._base}/tmp"
-        return tempfile.gettempdir()
-
-    def _commit(self, tmp: Path, sha: str, size: int) -> StoredObject:
+        tmp = self._new_tmp()
         try:
+            with open(tmp, "wb") as out:
+                while chunk := stream.read(_CHUNK):
+                    if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                        raise InvalidInputError(
+                            f"put_stream read {type(chunk).__name__}, not bytes; open the file in binary mode ('rb')"
+                        )
+                    digest.update(chunk)
+                    with self._guard():
+                        out.write(chunk)
+                    size += len(chunk)
+                if self.is_local:
+                    with self._guard():
+                        out.flush()
+                        os.fsync(out.fileno())
+            sha = digest.hexdigest()
+            self._commit(tmp, sha)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return StoredObject(sha, size)
+
+    def _put_local(self, chunks: list[bytes], sha: str) -> None:
+        tmp = self._new_tmp()
+        try:
+            with self._guard(), open(tmp, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            self._commit(tmp, sha)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _new_tmp(self) -> Path:
+        directory = f"{self._base}/tmp" if self.is_local else None
+        with self._guard():
+            fd, name = tempfile.mkstemp(dir=directory, prefix="lockgate-put-", suffix=".part")
+        os.close(fd)
+        return Path(name)
+
+    def _commit(self, tmp: Path, sha: str) -> None:
+        """Move a complete, flushed temp file to the object's final name in one step."""
+        with self._guard():
             if self.is_local:
                 final = Path(self._path(sha))
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, final)
             else:
-                self._remote(lambda: self._fs.put_file(str(tmp), self._path(sha)))
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return StoredObject(sha, size)
+                self._fs.put_file(str(tmp), self._path(sha))
 
     # -- reading ---------------------------------------------------------------------------
 
     def exists(self, sha256: str) -> bool:
-        return bool(self._remote(lambda: self._fs.exists(self._path(sha256))))
+        path = self._path(sha256)
+        with self._guard():
+            return bool(self._fs.exists(path))
 
     def get_bytes(self, sha256: str) -> bytes:
         """Read an object whole, refusing it if its bytes no longer match their digest."""
-        try:
-            data: bytes = self._remote(lambda: self._fs.cat_file(self._path(sha256)))
-        except FileNotFoundError:
-            raise NotFoundError(
-                f"artifact {sha256[:12]} is missing from {self.root}; re-log it or restore it"
-            ) from None
+        path = self._path(sha256)
+        with self._guard(sha256):
+            data: bytes = self._fs.cat_file(path)
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256:
-            raise IntegrityError(
-                f"artifact {sha256[:12]} in {self.root} is corrupted (its bytes hash to {actual[:12]}); "
-                "restore it from a backup or log it again"
-            )
+            raise IntegrityError(self._corrupted(sha256, actual))
         return data
 
     def download(self, sha256: str, dest: str | Path) -> Path:
         """Copy an object to a local file, verified, written atomically."""
+        path = self._path(sha256)
         target = Path(dest)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        digest = hashlib.sha256()
         try:
-            with self.open(sha256) as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, _CHUNK)
-            self.verify_file(tmp, sha256)
+            with self._guard(sha256):
+                src = self._fs.open(path, "rb")
+            with src, open(tmp, "wb") as out:
+                while True:
+                    with self._guard(sha256):
+                        chunk = src.read(_CHUNK)
+                    if not chunk:
+                        break
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            actual = digest.hexdigest()
+            if actual != sha256:
+                raise IntegrityError(self._corrupted(sha256, actual))
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
@@ -190,17 +249,14 @@ class ArtifactStore:
 
     def open(self, sha256: str) -> IO[bytes]:
         """Open an object for streaming; callers that need proof use ``get_bytes`` or ``download``."""
-        try:
-            fh: IO[bytes] = self._remote(lambda: self._fs.open(self._path(sha256), "rb"))
-        except FileNotFoundError:
-            raise NotFoundError(
-                f"artifact {sha256[:12]} is missing from {self.root}; re-log it or restore it"
-            ) from None
+        path = self._path(sha256)
+        with self._guard(sha256):
+            fh: IO[bytes] = self._fs.open(path, "rb")
         return fh
 
     def verify(self, sha256: str) -> bool:
         """True when the stored bytes still hash to their name."""
-        with self.open(sha256) as fh:
+        with self._guard(sha256), self.open(sha256) as fh:
             return sha256_stream(fh)[0] == sha256
 
     @staticmethod
@@ -212,36 +268,82 @@ class ArtifactStore:
                 f"artifact {sha256[:12]} is corrupted (its bytes hash to {actual[:12]}); restore it or log it again"
             )
 
+    def _corrupted(self, sha256: str, actual: str) -> str:
+        return (
+            f"artifact {sha256[:12]} in {self.root} is corrupted (its bytes hash to {actual[:12]}); "
+            "restore it from a backup or log it again"
+        )
+
     # -- housekeeping ----------------------------------------------------------------------
 
     def iter_objects(self) -> Iterator[StoredObject]:
         """Every stored object, with size and modification time where the backend knows it."""
         base = f"{self._base}/objects"
         try:
-            found = self._remote(lambda: self._fs.find(base, detail=True))
-        except FileNotFoundError:
+            with self._guard():
+                found = self._fs.find(base, detail=True)
+        except NotFoundError:
             return
-        for path, info in found.items():
+        for path, info in sorted(found.items()):
             name = str(path).rsplit("/", 1)[-1]
-            if _SHA.match(name):
+            if _is_sha256(name) and str(path).endswith(self._key(name)):
                 yield StoredObject(name, int(info.get("size") or 0), _mtime(info))
 
     def delete(self, sha256: str) -> None:
         path = self._path(sha256)
-        if self.is_local:
-            Path(path).unlink(missing_ok=True)
-        else:
-            self._remote(lambda: self._fs.rm_file(path))
+        with self._guard():
+            if self.is_local:
+                Path(path).unlink(missing_ok=True)
+            else:
+                self._fs.rm_file(path)
 
-    def _remote(self, call: Any) -> Any:
+    @contextmanager
+    def _guard(self, sha256: str | None = None) -> Iterator[None]:
+        """Turn backend failures (OSError, botocore errors) into lockgate's one-sentence errors."""
         try:
-            return call()
-        except (FileNotFoundError, PermissionError):
-            raise
-        except OSError as exc:
-            raise UnavailableError(
-                f"cannot reach the artifact store {self.root} ({exc}); check that it is up"
+            yield
+        except FileNotFoundError:
+            if sha256 is not None:
+                raise NotFoundError(
+                    f"artifact {sha256[:12]} is missing from {self.root}; re-log it or restore it"
+                ) from None
+            raise NotFoundError(
+                f"artifact root {self.root} does not exist; create the bucket or folder, or fix artifact_root"
             ) from None
+        except PermissionError as exc:
+            raise UnavailableError(
+                f"the artifact store {self.root} refused access ({_one_line(exc)}); "
+                "check its credentials or permissions"
+            ) from None
+        except self._unreachable as exc:
+            raise UnavailableError(
+                f"cannot reach the artifact store {self.root} ({_one_line(exc)}); "
+                "check that it is up and the endpoint is right"
+            ) from None
+        except self._backend_errors as exc:
+            raise UnavailableError(
+                f"the artifact store {self.root} failed ({_one_line(exc)}); "
+                "check its credentials and that it is reachable and writable"
+            ) from None
+
+
+def _backend_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """``(cannot reach the store, any other backend failure)``, with botocore's when it is installed."""
+    unreachable: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    failed: list[type[BaseException]] = [OSError]
+    try:
+        boto = importlib.import_module("botocore.exceptions")
+    except ImportError:
+        pass
+    else:
+        unreachable += [boto.ConnectionError, boto.HTTPClientError]
+        failed.append(boto.BotoCoreError)
+    return tuple(unreachable), tuple(failed)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text.rstrip(".")
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:

@@ -13,6 +13,8 @@ from typing import IO, Any
 
 import pyarrow as pa
 
+from lockgate.tables import layout_schema
+
 __all__ = [
     "canonical_json",
     "sha256_bytes",
@@ -54,12 +56,24 @@ def sha256_json(value: Any) -> str:
 
 
 def table_hash(table: pa.Table) -> str:
-    """Hash an Arrow table by schema and values, independent of chunking and metadata."""
-    table = table.replace_schema_metadata(None).combine_chunks()
+    """Hash an Arrow table by schema and values, independent of chunking, metadata and of
+    which layout (``string`` / ``large_string`` / ``string_view``, …) holds the values.
+
+    >>> import pyarrow as pa
+    >>> a = pa.table({"s": pa.array(["x", "y"], pa.string())})
+    >>> b = pa.concat_tables([a.slice(0, 1), a.slice(1)]).cast(pa.schema([("s", pa.large_string())]))
+    >>> table_hash(a) == table_hash(b)
+    True
+    """
+    # The large layouts hold any size, so the cast cannot overflow when chunks are combined.
+    canonical = layout_schema(table.schema, large=True).remove_metadata()
+    fields = [f.remove_metadata() for f in canonical]
+    table = table.cast(pa.schema(fields)).combine_chunks()
     digest = hashlib.sha256()
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         for batch in table.to_batches():
-            writer.write_batch(batch)
+            if batch.num_rows:
+                writer.write_batch(batch)
     digest.update(sink.getvalue().to_pybytes())
     return digest.hexdigest()

@@ -14,7 +14,7 @@ from lockgate.artifacts import ArtifactStore
 from lockgate.audit import AuditLog
 from lockgate.clock import now_millis
 from lockgate.entities import LineageEdge, ModelVersion, NodeKind
-from lockgate.errors import InvalidInputError, NotFoundError
+from lockgate.errors import InvalidInputError, LockgateError, NotFoundError, UserCodeError
 from lockgate.lineage import LineageService
 from lockgate.refs import ModelRef, parse_model_ref
 from lockgate.registry._flavors import deserialize, flavor_of, serialize
@@ -166,15 +166,20 @@ class ModelRegistry:
             if version is None:
                 known = ", ".join(sorted(a for (_, a) in aliases)) or "none"
                 raise NotFoundError(
-                    f"model '{ref.name}' has no alias '{ref.alias}' (aliases: {known}); see: lockgate models show {ref.name}"
+                    f"model '{ref.name}' has no alias '{ref.alias}' (aliases: {known}; "
+                    f"{self._latest_text(conn, ref.name)}); see: lockgate models show {ref.name}"
                 )
         found = self._repo.versions(conn, ref.name, version)
         if not found:
-            latest = self._repo.next_version(conn, ref.name) - 1
             raise NotFoundError(
-                f"model '{ref.name}' has no version {version} (latest is {latest}); see: lockgate models show {ref.name}"
+                f"model '{ref.name}' has no version {version} ({self._latest_text(conn, ref.name)}); "
+                f"see: lockgate models show {ref.name}"
             )
         return found[0]
+
+    def _latest_text(self, conn: Connection, name: str) -> str:
+        latest = self._repo.latest_version(conn, name)
+        return f"latest is {latest}" if latest else "it has no versions"
 
     def load(self, ref: str | ModelRef) -> Any:
         """The model object; its bytes are hash-verified before they are deserialized.
@@ -214,7 +219,7 @@ class ModelRegistry:
                 target = self._resolve(conn, ModelRef(name, current))
             move = AliasMove(name=name, alias=alias, from_version=current, to_version=version, actor=self._actor)
             for hook in self._hooks:
-                hook.before_alias_move(move)
+                _call_hook(hook, move)
             if version is None:
                 self._repo.delete_alias(conn, name, alias)
             else:
@@ -249,6 +254,22 @@ class ModelRegistry:
                     object_kind="model_version",
                     object_id=f"{name}/{version}",
                 )
+
+
+def _call_hook(hook: AliasHook, move: AliasMove) -> None:
+    """Run one hook inside the error boundary: a LockgateError (a gate saying no) passes
+    through as it is; anything else is the hook's own failure and is named as such."""
+    try:
+        hook.before_alias_move(move)
+    except LockgateError:
+        raise
+    except Exception as exc:
+        where = f"{move.name}@{move.alias}"
+        raise UserCodeError(
+            f"alias hook {type(hook).__name__} refused moving {where} to "
+            f"{'nothing' if move.to_version is None else f'version {move.to_version}'} "
+            f"({type(exc).__name__}: {exc}); the alias was not changed"
+        ) from exc
 
 
 def _check_name(name: str) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from lockgate.entities import AuditEvent
 from lockgate.store import schema as t
+from lockgate.store.dialect import insert_ignore
 
 __all__ = ["AuditRepository"]
 
@@ -24,10 +25,11 @@ class AuditRepository:
             query = query.with_for_update()
         row = conn.execute(query).first()
         if row is None:
-            conn.execute(sa.insert(t.audit_head).values(id=1, seq=0, hash=GENESIS))
-            if conn.dialect.name == "postgresql":
-                conn.execute(query).first()
-            return 0, GENESIS
+            # The very first event: several writers may get here at once, so the head row is
+            # inserted "if absent" and then locked like any other time.
+            conn.execute(insert_ignore(conn, t.audit_head).values(id=1, seq=0, hash=GENESIS))
+            row = conn.execute(query).first()
+            assert row is not None
         return int(row[0]), str(row[1])
 
     def append(self, conn: Connection, event: AuditEvent) -> None:

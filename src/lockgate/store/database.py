@@ -9,6 +9,7 @@ one workspace would otherwise see. PostgreSQL goes through psycopg 3.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -40,9 +41,11 @@ def normalize_url(url: str) -> str:
 def redact_url(url: str) -> str:
     """The URL with its password hidden, safe for messages and logs."""
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
+        parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
         return "<invalid url>"
+    # Show the URL as users write it: the driver lockgate picked (``+psycopg``) is noise to them.
+    return parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=True)
 
 
 class Database:
@@ -64,6 +67,9 @@ class Database:
             self.engine = sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
         else:
             raise ConfigError(f"database '{self.dialect}' is not supported; use SQLite or PostgreSQL")
+        # A workspace dropped without close() (or one whose open failed half-way) still closes
+        # its pooled connections instead of leaking them until interpreter exit.
+        self._finalizer = weakref.finalize(self, self.engine.dispose)
 
     @property
     def is_sqlite(self) -> bool:

@@ -28,11 +28,20 @@ class ModelRepository:
         conn.execute(query)
 
     def next_version(self, conn: Connection, name: str) -> int:
+        """The number the next version of ``name`` gets: numbers of deleted versions are not reused."""
+        counter = t.model_version_counters
+        used = conn.execute(sa.select(counter.c.last_version).where(counter.c.name == name)).scalar()
+        return max(int(used or 0), self.latest_version(conn, name)) + 1
+
+    def latest_version(self, conn: Connection, name: str) -> int:
+        """The highest existing version of ``name`` (0 when it has none)."""
         query = sa.select(sa.func.max(t.model_versions.c.version)).where(t.model_versions.c.name == name)
-        return int(conn.execute(query).scalar() or 0) + 1
+        return int(conn.execute(query).scalar() or 0)
 
     def insert_version(self, conn: Connection, **values: Any) -> None:
         conn.execute(sa.insert(t.model_versions).values(**values))
+        stmt = upsert(conn, t.model_version_counters, keys=["name"], update=["last_version"])
+        conn.execute(stmt, [{"name": values["name"], "last_version": values["version"]}])
 
     def delete_version(self, conn: Connection, name: str, version: int) -> None:
         conn.execute(sa.delete(t.aliases).where(t.aliases.c.name == name, t.aliases.c.version == version))

@@ -7,9 +7,13 @@ PostgreSQL compare and sort them the same way.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import sqlalchemy as sa
 
 __all__ = [
+    "MetricValue",
     "aliases",
     "artifacts",
     "audit_events",
@@ -22,6 +26,7 @@ __all__ = [
     "lineage_edges",
     "metadata",
     "metrics",
+    "model_version_counters",
     "model_versions",
     "params",
     "registered_models",
@@ -38,6 +43,28 @@ metadata = sa.MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+class MetricValue(sa.types.TypeDecorator[float]):
+    """A float column that keeps NaN the same way on every backend.
+
+    SQLite cannot store NaN (it silently becomes NULL) and PostgreSQL sorts NaN above every
+    number, so ``metrics.loss > 0.9`` would match a diverged run there only. NaN is stored as
+    NULL everywhere and read back as NaN: comparisons never match it and it sorts with missing
+    values, on SQLite and PostgreSQL alike.
+    """
+
+    impl = sa.Float
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> float | None:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        return float(value)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> float:
+        return math.nan if value is None else float(value)
+
 
 experiments = sa.Table(
     "experiments",
@@ -101,7 +128,7 @@ metrics = sa.Table(
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
     sa.Column("key", sa.String(256), nullable=False),
-    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("value", MetricValue, nullable=True),  # NULL is NaN
     sa.Column("step", sa.BigInteger, nullable=False),
     sa.Column("timestamp", sa.BigInteger, nullable=False),
     sa.Index("ix_metrics_run_key_step", "run_id", "key", "step"),
@@ -112,7 +139,7 @@ latest_metrics = sa.Table(
     metadata,
     sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("key", sa.String(256), primary_key=True),
-    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("value", MetricValue, nullable=True),  # NULL is NaN
     sa.Column("step", sa.BigInteger, nullable=False),
     sa.Column("timestamp", sa.BigInteger, nullable=False),
     sa.Index("ix_latest_metrics_key_value", "key", "value"),
@@ -192,6 +219,15 @@ model_versions = sa.Table(
     sa.Column("description", sa.Text),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("created_by", sa.String(256), nullable=False),
+)
+
+# The highest version number ever given to a model name. It outlives deleted versions and
+# deleted models, so ``models:/fraud/3`` names one artifact forever and is never reused.
+model_version_counters = sa.Table(
+    "model_version_counters",
+    metadata,
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("last_version", sa.Integer, nullable=False),
 )
 
 aliases = sa.Table(

@@ -148,7 +148,7 @@ def upgrade() -> None:
         sa.Column("git_dirty", sa.Boolean(), nullable=True),
         sa.Column("code_diff_sha256", sa.String(length=64), nullable=True),
         sa.Column("environment_hash", sa.String(length=64), nullable=True),
-        sa.Column("deleted", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("deleted", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.ForeignKeyConstraint(
             ["environment_hash"], ["environments.hash"], name=op.f("fk_runs_environment_hash_environments")
         ),

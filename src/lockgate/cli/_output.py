@@ -1,0 +1,71 @@
+"""Everything the CLI prints goes through here: rich tables on a terminal, plain text when
+piped, ``--json`` with stable keys and nothing else on stdout, errors on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["Output", "human_bytes", "short", "table"]
+
+
+def _console(*, stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(
+        file=stream,
+        no_color="NO_COLOR" in os.environ,
+        highlight=False,
+    )
+
+
+@dataclass
+class Output:
+    """The CLI's view of the terminal, created once per invocation."""
+
+    quiet: bool = False
+    debug: bool = False
+    out: Console = field(default_factory=_console)
+    err: Console = field(default_factory=lambda: _console(stderr=True))
+
+    def json(self, value: Any) -> None:
+        sys.stdout.write(json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
+
+    def print(self, *objects: Any) -> None:
+        self.out.print(*objects)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(message, soft_wrap=True)
+
+    def error(self, message: str) -> None:
+        text = f"[bold red]error:[/] {message}" if self.err.is_terminal else f"error: {message}"
+        self.err.print(text, soft_wrap=True, markup=self.err.is_terminal)
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    t = Table(title=title, title_justify="left", header_style="bold", show_lines=False)
+    for column in columns:
+        t.add_column(column, overflow="fold")
+    for row in rows:
+        t.add_row(*["" if v is None else str(v) for v in row])
+    return t
+
+
+def short(value: str | None, n: int = 8) -> str:
+    return "" if value is None else value[:n]
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover

@@ -1,0 +1,195 @@
+"""``lockgate demo``: the card-fraud story, one chapter per capability.
+
+The story's work lives in ``lockgate.examples.fraud``; this module only tells it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow.compute as pc
+import typer
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+
+from lockgate.cli._context import state
+from lockgate.cli._output import Output, human_bytes, short, table
+from lockgate.cli.lineage import render
+from lockgate.errors import ConflictError
+from lockgate.examples.fraud.data import FraudData, generate, labels_known_at, write_daily_parquet
+from lockgate.examples.fraud.train import TrainResult, train
+from lockgate.workspace import Workspace
+
+_MARKER = ".lockgate-demo"
+
+
+def _fresh_home(path: Path) -> Path:
+    """A new demo workspace; an old one is replaced only if the demo made it."""
+    if path.exists():
+        if not (path / _MARKER).exists():
+            raise ConflictError(f"{path} exists and was not made by the demo; pass --home with a new folder")
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    (path / _MARKER).write_text("made by lockgate demo; safe to delete\n")
+    return path
+
+
+class _Story:
+    def __init__(self, out: Output) -> None:
+        self.out = out
+        self.timings: list[tuple[str, str, float]] = []
+
+    def chapter(self, title: str, work: Callable[[], tuple[Any, RenderableType, str]]) -> Any:
+        started = time.perf_counter()
+        with self.out.err.status(f"{title}…"):
+            result, body, summary = work()
+        took = time.perf_counter() - started
+        self.timings.append((title, summary, took))
+        return result, body, took
+
+    def show(self, number: int, title: str, body: Any, hint: str, took: float) -> None:
+        content = Group(body, f"\n[dim]see more:[/] [bold]{hint}[/]") if hint else body
+        self.out.print(Panel(content, title=f"[bold]{number}. {title}[/]", subtitle=f"{took:.1f}s", expand=True))
+
+
+def demo(
+    ctx: typer.Context,
+    home: Annotated[Path, typer.Option(help="Folder for the demo workspace (replaced if the demo made it).")] = Path(
+        "demo-workspace"
+    ),
+    days: Annotated[int, typer.Option(help="Days of transactions to generate.")] = 60,
+) -> None:
+    """Run the card-fraud story end to end on the embedded defaults.
+
+    Example: lockgate demo --home /tmp/fraud-demo
+    """
+    out = state(ctx).output
+    story = _Story(out)
+    hint_env = f"LOCKGATE_HOME={home / '.lockgate'}"
+
+    # 1. Workspace ---------------------------------------------------------------------------
+    def open_ws() -> tuple[Workspace, Table, str]:
+        ws = Workspace.open(_fresh_home(home) / ".lockgate")
+        b = ws.backends()
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row("workspace", str(ws.home.resolve()))
+        grid.add_row("metadata", f"{b['metadata']} ({b['database_url']})")
+        grid.add_row("artifacts", f"{b['artifacts']} ({b['artifact_root']})")
+        grid.add_row("identity", b["identity"])
+        grid.add_row("scale out", "LOCKGATE_DATABASE_URL=postgresql://…  LOCKGATE_ARTIFACT_ROOT=s3://…")
+        return ws, grid, "fresh SQLite + local artifacts"
+
+    ws, body, took = story.chapter("Workspace", open_ws)
+    story.show(1, "Workspace", body, f"{hint_env} lockgate runs list", took)
+
+    # 2. Data ----------------------------------------------------------------------------------
+    def make_data() -> tuple[FraudData, Table, str]:
+        data = generate(days=days)
+        files = write_daily_parquet(data.transactions, home / "data" / "transactions")
+        version = ws.datasets.log(
+            data.transactions.drop_columns(["is_fraud"]), name="transactions", source_uri=str(files[0].parent)
+        )
+        tx = data.transactions
+        now = data.end
+        known = labels_known_at(data, now)
+        labelled = pc.sum(pc.is_valid(known["is_fraud"])).as_py() / tx.num_rows
+        before = tx.filter(pc.less(tx["ts"], data.shift_start))
+        after = tx.filter(pc.greater_equal(tx["ts"], data.shift_start))
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row("transactions", f"{tx.num_rows:,} over {days} days, {len(files)} daily Parquet files")
+        grid.add_row("cards", f"{pc.count_distinct(tx['card_id']).as_py():,}")
+        grid.add_row("fraud rate", f"{pc.mean(pc.cast(tx['is_fraud'], 'float64')).as_py():.2%}")
+        grid.add_row("labels known today", f"{labelled:.0%} (chargebacks arrive 1 to 30 days late)")
+        grid.add_row(
+            "last two weeks",
+            f"mean amount {pc.mean(before['amount']).as_py():.0f} → {pc.mean(after['amount']).as_py():.0f}, "
+            f"new category 'crypto', card testing from a new country",
+        )
+        grid.add_row("dataset version", f"{version.uri} ({version.num_rows:,} rows, content-hashed)")
+        return data, grid, f"{tx.num_rows:,} transactions"
+
+    data, body, took = story.chapter("Data", make_data)
+    story.show(2, "Data", body, f"{hint_env} lockgate audit log --object dataset:", took)
+
+    # 3. Training --------------------------------------------------------------------------------
+    as_of = data.shift_start
+
+    def fit() -> tuple[TrainResult, Table, str]:
+        result = train(ws, data, as_of=as_of)
+        ws.models.set_alias("fraud", "champion", result.model_version.version)
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row("trained as of", f"{as_of:%Y-%m-%d} (labels known by then; validated on a later time slice)")
+        grid.add_row("rows", f"{result.train_rows:,} train / {result.valid_rows:,} validation")
+        grid.add_row("metrics", "  ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()))
+        grid.add_row("run", f"runs:/{result.run_id}")
+        grid.add_row("registered", f"{result.model_version.uri}  →  models:/fraud@champion")
+        sig = result.model_version.signature
+        grid.add_row(
+            "signature",
+            f"{len(sig['inputs'])} inputs → " + ", ".join(f"{o['name']}{o['shape']}" for o in sig["outputs"]),
+        )
+        return result, grid, f"AUC {result.metrics['auc']:.3f}, champion = v{result.model_version.version}"
+
+    result, body, took = story.chapter("Training", fit)
+    story.show(3, "Training", body, f"{hint_env} lockgate runs show {short(result.run_id)}", took)
+
+    # 4. Lineage -----------------------------------------------------------------------------------
+    def trace() -> tuple[None, Group, str]:
+        graph = ws.lineage_of("models:/fraud@champion", direction="upstream")
+        events = ws.openlineage("models:/fraud@champion", direction="upstream")
+        model = ws.models.load("models:/fraud@champion")
+        trees = render(ws, graph, "upstream")
+        note = (
+            f"\n{len(graph.edges)} edges; {len(events)} OpenLineage RunEvents; "
+            f"champion loaded after its sha256 was verified ({type(model).__name__})"
+        )
+        return None, Group(*trees, note), f"{len(graph.nodes)} nodes traced"
+
+    _, body, took = story.chapter("Lineage", trace)
+    story.show(4, "Lineage", body, f"{hint_env} lockgate lineage models:/fraud@champion --format openlineage", took)
+
+    # 5. Audit -------------------------------------------------------------------------------------
+    def audit() -> tuple[None, Group, str]:
+        report = ws.audit.verify()
+        events = ws.audit.events(limit=6)
+        rows = [(e.seq, e.actor, e.action, f"{e.object_kind}:{e.object_id[:40]}") for e in events]
+        status = "[green]verified[/]" if report.ok else f"[red]BROKEN at {report.first_broken_seq}[/]"
+        return (
+            None,
+            Group(
+                f"{report.events_checked} events, hash-chained and sealed with the workspace key: {status}",
+                table(None, ["seq", "actor", "action", "object"], rows),
+            ),
+            f"{report.events_checked} events verified",
+        )
+
+    _, body, took = story.chapter("Audit", audit)
+    story.show(5, "Audit", body, f"{hint_env} lockgate audit verify", took)
+
+    size = sum(o.size for o in ws.artifacts.iter_objects())
+    summary = table(
+        f"lockgate demo: done in {sum(t for _, _, t in story.timings):.1f}s ({human_bytes(size)} of artifacts)",
+        ["chapter", "what happened", "took"],
+        [(name, what, f"{t:.1f}s") for name, what, t in story.timings],
+    )
+    out.print(summary)
+    out.print(
+        Panel(
+            "\n".join(
+                [
+                    f"export LOCKGATE_HOME={(home / '.lockgate').resolve()}",
+                    "lockgate models show models:/fraud@champion",
+                    "lockgate lineage models:/fraud@champion --upstream",
+                    'lockgate runs search "metrics.auc > 0.9" --experiment fraud',
+                ]
+            ),
+            title="try next",
+            expand=False,
+        )
+    )
+    ws.close()

@@ -1,0 +1,94 @@
+"""``lockgate lineage REF``: where something came from and what it fed."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+import typer
+from rich.tree import Tree
+
+from lockgate.cli._context import state
+from lockgate.cli._output import short
+from lockgate.entities import NodeKind
+from lockgate.lineage import LineageGraph, Node
+from lockgate.workspace import Workspace
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+    openlineage = "openlineage"
+
+
+def label(ws: Workspace, node: Node, runs: dict[str, str]) -> str:
+    """A readable name for a lineage node."""
+    match node.kind:
+        case NodeKind.RUN:
+            return f"[cyan]run[/] {short(node.id)} {runs.get(node.id, '')}"
+        case NodeKind.DATASET:
+            name, _, digest = node.id.partition("@")
+            return f"[green]dataset[/] datasets:/{name}@{digest[:12]}"
+        case NodeKind.MODEL_VERSION:
+            return f"[magenta]model[/] models:/{node.id}"
+        case NodeKind.CODE:
+            return f"[yellow]code[/] {node.id}"
+        case NodeKind.ENVIRONMENT:
+            return f"[blue]environment[/] {short(node.id, 12)}"
+        case NodeKind.ARTIFACT:
+            return f"[dim]artifact[/] sha256:{short(node.id, 12)}"
+    return str(node)
+
+
+def render(ws: Workspace, graph: LineageGraph, direction: Literal["upstream", "downstream", "both"]) -> list[Tree]:
+    """Rich trees: one growing upstream from the root, one downstream."""
+    run_ids = [n.id for n in graph.nodes if n.kind == NodeKind.RUN]
+    records = ws.run_records(run_ids)
+    runs = {i: f"{r.experiment}/{r.name} ({r.status})" for i, r in records.items()}
+    trees = []
+    for upstream in [True, False] if direction == "both" else [direction == "upstream"]:
+        tree = Tree(f"{'upstream of' if upstream else 'downstream of'} {label(ws, graph.root, runs)}")
+        _grow(ws, graph, graph.root, tree, runs, upstream, {graph.root})
+        trees.append(tree)
+    return trees
+
+
+def _grow(
+    ws: Workspace, graph: LineageGraph, node: Node, tree: Tree, runs: dict[str, str], upstream: bool, seen: set[Node]
+) -> None:
+    edges = graph.upstream_of(node) if upstream else graph.downstream_of(node)
+    for e in sorted(edges, key=lambda e: (e.relation, e.src_id, e.dst_id)):
+        nxt = Node(e.src_kind, e.src_id) if upstream else Node(e.dst_kind, e.dst_id)
+        relation = "" if e.relation == nxt.kind else f"[dim]{e.relation}[/] "
+        branch = tree.add(f"{relation}{label(ws, nxt, runs)}")
+        if nxt not in seen:
+            _grow(ws, graph, nxt, branch, runs, upstream, seen | {nxt})
+
+
+def lineage(
+    ctx: typer.Context,
+    ref: Annotated[
+        str, typer.Argument(help="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/ID or datasets:/NAME@HASH.")
+    ],
+    upstream: Annotated[bool, typer.Option("--upstream", help="Only what REF came from.")] = False,
+    downstream: Annotated[bool, typer.Option("--downstream", help="Only what REF fed.")] = False,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="text, json or openlineage (RunEvents).")] = Format.text,
+) -> None:
+    """Walk lineage from a model, run or dataset.
+
+    Example: lockgate lineage models:/fraud@champion --upstream
+    """
+    st = state(ctx)
+    ws = st.workspace()
+    direction: Literal["upstream", "downstream", "both"] = (
+        "upstream" if upstream and not downstream else "downstream" if downstream and not upstream else "both"
+    )
+    if fmt is Format.openlineage:
+        st.output.json(ws.openlineage(ref, direction=direction))
+        return
+    graph = ws.lineage_of(ref, direction=direction)
+    if fmt is Format.json:
+        st.output.json(graph.to_dict())
+        return
+    for tree in render(ws, graph, direction):
+        st.output.print(tree)
