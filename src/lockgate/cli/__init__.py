@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from lockgate._version import __version__
@@ -97,21 +96,26 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lockgate`` script; returns the exit code."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, prog_name="lockgate", standalone_mode=False)
+        # Without standalone mode click returns a requested exit code instead of raising it.
+        code = app(args=argv, prog_name="lockgate", standalone_mode=False)
     except LockgateError as exc:
         if debug:
             raise
         Output().error(str(exc))
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code or 0)
-    except click.exceptions.Abort:
+    except typer.Abort:
         Output().error("aborted")
         return 1
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # usage errors: unknown command, bad option
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            Output().error(str(exc))
         return 2
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def run() -> None:

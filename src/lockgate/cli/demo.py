@@ -20,7 +20,7 @@ from rich.table import Table
 from lockgate.cli._context import state
 from lockgate.cli._output import Output, human_bytes, short, table
 from lockgate.cli.lineage import render
-from lockgate.errors import ConflictError
+from lockgate.errors import ConflictError, InvalidInputError
 from lockgate.examples.fraud.data import FraudData, generate, labels_known_at, write_daily_parquet
 from lockgate.examples.fraud.train import TrainResult, train
 from lockgate.workspace import Workspace
@@ -68,6 +68,10 @@ def demo(
 
     Example: lockgate demo --home /tmp/fraud-demo
     """
+    if days < 45:
+        raise InvalidInputError(
+            f"the demo needs at least 45 days of data to train before the shift, not {days}; use --days 45 or more"
+        )
     out = state(ctx).output
     story = _Story(out)
     hint_env = f"LOCKGATE_HOME={home / '.lockgate'}"
