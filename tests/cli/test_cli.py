@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sklearn.dummy import DummyClassifier
@@ -36,63 +37,63 @@ def cli(home: Path, *args: str) -> int:
     return main(["--home", str(home), *args])
 
 
-def out_json(capsys: pytest.CaptureFixture[str]) -> object:
+def out_json(capsys: pytest.CaptureFixture[str]) -> Any:
     return json.loads(capsys.readouterr().out)
 
 
 def test_runs_list_shows_top_level_runs_newest_first(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(home, "runs", "list", "--json") == 0
-    names = [r["name"] for r in out_json(capsys)]  # type: ignore[union-attr]
+    names = [r["name"] for r in out_json(capsys)]
     assert names == ["second", "first"]
     assert cli(home, "runs", "list", "--all", "--json") == 0
-    assert {r["name"] for r in out_json(capsys)} == {"first", "second", "child"}  # type: ignore[union-attr]
+    assert {r["name"] for r in out_json(capsys)} == {"first", "second", "child"}
 
 
 def test_runs_search_show_and_compare(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(home, "runs", "search", "metrics.auc > 0.9", "--experiment", "fraud", "--json") == 0
     found = out_json(capsys)
-    assert [r["name"] for r in found] == ["second"]  # type: ignore[index]
-    run_id = found[0]["id"]  # type: ignore[index]
+    assert [r["name"] for r in found] == ["second"]
+    run_id = found[0]["id"]
     assert cli(home, "runs", "show", run_id[:8], "--json") == 0
     shown = out_json(capsys)
-    assert shown["params"] == {"max_depth": "6"}  # type: ignore[index]
-    assert shown["outputs"] == [{"model_version": "fraud/2"}]  # type: ignore[index]
+    assert shown["params"] == {"max_depth": "6"}
+    assert shown["outputs"] == [{"model_version": "fraud/2"}]
     assert cli(home, "runs", "list", "--json") == 0
-    ids = [r["id"] for r in out_json(capsys)]  # type: ignore[union-attr]
+    ids = [r["id"] for r in out_json(capsys)]
     assert cli(home, "runs", "compare", *ids, "--json") == 0
     compared = out_json(capsys)
-    assert compared["params"]["max_depth"] == ["6", "4"]  # type: ignore[index]
+    assert compared["params"]["max_depth"] == ["6", "4"]
     assert cli(home, "runs", "compare", *ids) == 0
     assert "params.max_depth *" in capsys.readouterr().out
 
 
 def test_runs_delete_hides_the_run(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cli(home, "runs", "list", "--json")
-    first = [r["id"] for r in out_json(capsys) if r["name"] == "first"][0]  # type: ignore[union-attr, index]
+    first = next(r["id"] for r in out_json(capsys) if r["name"] == "first")
     assert cli(home, "runs", "delete", first, "--yes") == 0
     capsys.readouterr()
     cli(home, "runs", "list", "--json")
-    assert [r["name"] for r in out_json(capsys)] == ["second"]  # type: ignore[union-attr]
+    assert [r["name"] for r in out_json(capsys)] == ["second"]
 
 
 def test_models_list_show_alias_and_delete(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(home, "models", "list", "--json") == 0
-    (listed,) = out_json(capsys)  # type: ignore[misc]
+    (listed,) = out_json(capsys)
     assert listed["name"] == "fraud"
     assert listed["latest_version"] == 2
     assert listed["versions"] == 2
     assert listed["aliases"] == {"champion": 2}
     assert listed["created_by"] == lg.Settings.load().actor
     assert cli(home, "models", "show", "models:/fraud@champion", "--json") == 0
-    assert out_json(capsys)["version"] == 2  # type: ignore[index]
+    assert out_json(capsys)["version"] == 2
     assert cli(home, "models", "alias", "fraud", "champion", "1") == 0
     capsys.readouterr()
     assert cli(home, "models", "show", "models:/fraud@champion", "--json") == 0
-    assert out_json(capsys)["version"] == 1  # type: ignore[index]
+    assert out_json(capsys)["version"] == 1
     assert cli(home, "models", "delete", "models:/fraud/2", "--yes") == 0
     capsys.readouterr()
     assert cli(home, "models", "show", "fraud", "--json") == 0
-    assert [v["version"] for v in out_json(capsys)["versions"]] == [1]  # type: ignore[index]
+    assert [v["version"] for v in out_json(capsys)["versions"]] == [1]
 
 
 def test_unknown_version_is_one_sentence_and_exit_2(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -138,10 +139,10 @@ def test_lineage_formats(home: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "second" in text
     assert cli(home, "lineage", "models:/fraud/1", "--format", "json") == 0
     graph = out_json(capsys)
-    assert {"kind": "dataset", "id": graph["nodes"][1]["id"]} in graph["nodes"]  # type: ignore[index]
+    assert {"kind": "dataset", "id": graph["nodes"][1]["id"]} in graph["nodes"]
     assert cli(home, "lineage", "models:/fraud/1", "--upstream", "--format", "openlineage") == 0
     events = out_json(capsys)
-    assert [e["eventType"] for e in events] == ["START", "COMPLETE"]  # type: ignore[union-attr, index]
+    assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
 
 
 def test_audit_verify_passes_then_names_the_tampered_event(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -154,13 +155,13 @@ def test_audit_verify_passes_then_names_the_tampered_event(home: Path, capsys: p
     assert cli(home, "audit", "verify") == 1
     assert "audit event 3 does not verify" in capsys.readouterr().err
     assert cli(home, "audit", "verify", "--json") == 1
-    assert out_json(capsys)["first_broken_seq"] == 3  # type: ignore[index]
+    assert out_json(capsys)["first_broken_seq"] == 3
 
 
 def test_audit_log_lists_who_did_what(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(home, "audit", "log", "--object", "model:fraud", "--json") == 0
     events = out_json(capsys)
-    assert [e["action"] for e in events] == ["alias.moved"]  # type: ignore[union-attr, index]
+    assert [e["action"] for e in events] == ["alias.moved"]
 
 
 def test_gc_removes_only_unreferenced_objects(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
