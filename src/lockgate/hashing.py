@@ -55,6 +55,24 @@ def sha256_json(value: Any) -> str:
     return sha256_bytes(canonical_json(value))
 
 
+class _HashingSink:
+    """A write-only file that hashes what it is given, so a table is never copied to hash it."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
 def table_hash(table: pa.Table) -> str:
     """Hash an Arrow table by schema and values, independent of chunking, metadata and of
     which layout (``string`` / ``large_string`` / ``string_view``, …) holds the values.
@@ -69,11 +87,9 @@ def table_hash(table: pa.Table) -> str:
     canonical = layout_schema(table.schema, large=True).remove_metadata()
     fields = [f.remove_metadata() for f in canonical]
     table = table.cast(pa.schema(fields)).combine_chunks()
-    digest = hashlib.sha256()
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
+    sink = _HashingSink()
+    with pa.PythonFile(sink, mode="w") as stream, pa.ipc.new_stream(stream, table.schema) as writer:
         for batch in table.to_batches():
             if batch.num_rows:
                 writer.write_batch(batch)
-    digest.update(sink.getvalue().to_pybytes())
-    return digest.hexdigest()
+    return sink.digest.hexdigest()

@@ -21,6 +21,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from lockgate.entities import DatasetVersion, ModelVersion
+from lockgate.errors import InvalidInputError
 from lockgate.examples.fraud.data import FraudData, labels_known_at
 from lockgate.examples.fraud.features import CATEGORICAL, FEATURES, NUMERIC, card_features
 from lockgate.workspace import Workspace
@@ -94,6 +95,11 @@ def train(
     y_train = train_t["is_fraud"].to_numpy(zero_copy_only=False).astype(int)
     x_valid = valid_t.select(FEATURES).to_pandas()
     y_valid = valid_t["is_fraud"].to_numpy(zero_copy_only=False).astype(int)
+    if len(set(y_train)) < 2 or len(set(y_valid)) < 2:
+        raise InvalidInputError(
+            f"only {frame.num_rows:,} fully labelled rows before {as_of:%Y-%m-%d}, too few to hold both classes "
+            "in training and validation; generate more days or cards"
+        )
 
     with ws.start_run(run_name, experiment=experiment, params=params) as run:
         run.log_params({"as_of": as_of.isoformat(), "features": ",".join(FEATURES), "split": "time 80/20"})
