@@ -25,6 +25,7 @@ __all__ = [
     "anchor_python",
     "fmt_ms",
     "fmt_ratio",
+    "git_state",
     "machine_info",
     "pct_us",
     "render_table",
@@ -85,6 +86,21 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def git_state(paths: Sequence[str] = ("src",)) -> dict[str, Any]:
+    """The commit the measured code came from, and whether ``paths`` had uncommitted changes."""
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=20, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip()
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    status = git("status", "--porcelain", "--", *paths)
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
 def run_json_process(

@@ -45,6 +45,7 @@ from _common import (
     anchor_python,
     fmt_ms,
     fmt_ratio,
+    git_state,
     machine_info,
     pct_us,
     render_table,
@@ -65,7 +66,12 @@ PUBLISHED_MLFLOW: dict[str, dict[str, float]] = {
     "C_search_runs_plain": {"p50_us": 128000, "p99_us": 346000},
     "C_search_runs_filter_order": {"p50_us": 61000, "p99_us": 277000},
 }
-PUBLISHED_TOTALS_S: dict[str, float] = {"A_single_calls_total_s": 65.7, "B_log_batch_total_s": 4.38}
+PUBLISHED_TOTALS_S: dict[str, float] = {
+    "A_single_calls_total_s": 65.7,
+    "A_per_run_s": 0.66,
+    "B_log_batch_total_s": 4.38,
+    "B_per_run_s": 0.043,
+}
 
 
 # -- the lockgate side: one process, the anchor script's loop with lockgate's API ------------------
@@ -426,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = datetime.now(UTC)
     machine = machine_info()
+    source = git_state()
     mlflow_py = args.mlflow_python or anchor_python("mlflow")
     script = anchor_dir() / ANCHOR_SCRIPT
     with_mlflow = not args.lockgate_only
@@ -485,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     lg_v = results["lockgate"][0]["version"]
+    if source["commit"]:
+        lg_v += f" @ {source['commit']}{' + uncommitted src changes' if source['dirty'] else ''}"
     ml_v = results["mlflow"][0]["version"] if results["mlflow"] else "3.17.2 (published)"
     print(
         f"W4 tracking, {args.rows} runs x (10 params + 100 metrics), {args.repeats} repeat(s), "
