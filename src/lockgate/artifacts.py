@@ -16,6 +16,7 @@ references it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import os
@@ -42,14 +43,17 @@ __all__ = ["ArtifactStore", "StoredObject", "safe_relpath"]
 _CHUNK = 1 << 20
 _HEX = frozenset("0123456789abcdef")
 
-# botocore's defaults (legacy retry mode, up to 5 attempts with backoff, on top of s3fs's
-# own retries) leave a user waiting ~12 s for a refused connection and far longer for an
-# unreachable host. A few quick attempts are enough to ride out a blip.
+# How lockgate talks to S3: a user must hear "unreachable" in seconds, not minutes. Left to
+# their defaults, botocore (legacy mode: 5 attempts with backoff) and s3fs (5 more rounds of
+# those on timeouts) keep a refused connection waiting ~12 s and a silent server ~6 minutes.
+# Here botocore alone retries, 3 attempts in all (a refused connection gives up in ~2 s, a
+# server that never answers in under a minute), and s3fs is told to try once (``retries``).
 _S3_CONFIG: dict[str, Any] = {
     "connect_timeout": 3,
-    "read_timeout": 30,
-    "retries": {"max_attempts": 3, "mode": "standard"},
+    "read_timeout": 15,
+    "retries": {"total_max_attempts": 3, "mode": "standard"},
 }
+_S3FS_RETRIES = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,7 @@ def safe_relpath(name: str) -> str:
     if not name or "\x00" in name or "\\" in name:
         raise InvalidInputError(f"artifact path {name!r} is not allowed; use a relative path like 'plots/roc.png'")
     path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts or name.startswith("~"):
+    if path.is_absolute() or ".." in path.parts or str(path).startswith("~"):
         raise InvalidInputError(
             f"artifact path {name!r} tries to leave the artifact root; use a relative path without '..'"
         )
@@ -99,6 +103,8 @@ class ArtifactStore:
             if s3_endpoint_url:
                 options["client_kwargs"] = {"endpoint_url": s3_endpoint_url}
         try:
+            if self.root.startswith("s3://"):
+                options["session"] = _s3_session()
             self._fs, self._base = fsspec.core.url_to_fs(self.root, **options)
         except (ImportError, ValueError) as exc:
             raise UnavailableError(
@@ -106,6 +112,9 @@ class ArtifactStore:
             ) from None
         self._unreachable, self._backend_errors = _backend_errors()
         self.is_local = "file" in _protocols(self._fs)
+        if "session" in options:
+            # Only lockgate's stores share this instance (its options hold lockgate's session).
+            self._fs.retries = _S3FS_RETRIES
         if self.is_local:
             with self._guard():
                 Path(self._base, "objects").mkdir(parents=True, exist_ok=True)
@@ -131,7 +140,7 @@ class ArtifactStore:
         """Store ``data``; returns its digest and size."""
         sha = hashlib.sha256(data).hexdigest()
         if self.is_local:
-            self._put_local([data], sha)
+            self._put_local(data, sha)
         else:
             path = self._path(sha)
             with self._guard():
@@ -172,12 +181,11 @@ class ArtifactStore:
             tmp.unlink(missing_ok=True)
         return StoredObject(sha, size)
 
-    def _put_local(self, chunks: list[bytes], sha: str) -> None:
+    def _put_local(self, data: bytes, sha: str) -> None:
         tmp = self._new_tmp()
         try:
             with self._guard(), open(tmp, "wb") as out:
-                for chunk in chunks:
-                    out.write(chunk)
+                out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
             self._commit(tmp, sha)
@@ -325,6 +333,20 @@ class ArtifactStore:
                 f"the artifact store {self.root} failed ({_one_line(exc)}); "
                 "check its credentials and that it is reachable and writable"
             ) from None
+
+
+@functools.cache
+def _s3_session() -> Any:
+    """The aiobotocore session every S3 store uses, without ``Expect: 100-continue`` on uploads.
+
+    botocore adds that header to every PUT; synchronous botocore sends the body anyway after
+    a second without an answer, but aiohttp (under s3fs) waits for the interim response with
+    no timeout at all, so a server that accepts the connection and stays silent hangs a write
+    forever. Without the header the read timeout applies, as it does to every other request.
+    """
+    session = importlib.import_module("aiobotocore.session").AioSession()
+    session.unregister("before-call.s3", importlib.import_module("botocore.handlers").add_expect_header)
+    return session
 
 
 def _backend_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:

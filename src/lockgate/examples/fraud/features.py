@@ -58,7 +58,7 @@ def card_features(transactions: pa.Table) -> pa.Table:
     """Per-transaction features: velocity, amount relative to the card's habit, time of day.
 
     >>> from lockgate.examples.fraud.data import generate
-    >>> card_features(generate(days=3, cards=50).transactions).column_names[:3]
+    >>> card_features(generate(days=3, cards=50, shift_days=0).transactions).column_names[:3]
     ['transaction_id', 'card_id', 'ts']
     """
     with duckdb.connect() as con:
