@@ -112,4 +112,19 @@ def _read_toml(path: Path) -> dict[str, Any]:
     section = data.get("lockgate", data)
     if not isinstance(section, dict):
         raise ConfigError(f"{path} must hold a [lockgate] table of settings")
-    return {k.replace("-", "_"): v for k, v in section.items()}
+    values = {k.replace("-", "_"): v for k, v in section.items()}
+    return _relative_to(path.parent, values)
+
+
+def _relative_to(folder: Path, values: dict[str, Any]) -> dict[str, Any]:
+    """Relative paths in ``lockgate.toml`` mean "next to this file", wherever lockgate is run from."""
+    root = values.get("artifact_root")
+    if isinstance(root, str) and root and "://" not in root and not Path(root).expanduser().is_absolute():
+        values["artifact_root"] = str(folder.resolve() / root)
+    url = values.get("database_url")
+    prefix = "sqlite:///"
+    if isinstance(url, str) and url.startswith(prefix):
+        database = url[len(prefix) :].split("?", 1)[0]
+        if database and database != ":memory:" and not database.startswith("/"):
+            values["database_url"] = prefix + str(folder.resolve() / url[len(prefix) :])
+    return values

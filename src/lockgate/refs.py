@@ -15,9 +15,10 @@ from lockgate.errors import InvalidReferenceError
 __all__ = ["DatasetRef", "ModelRef", "Ref", "RunRef", "parse_model_ref", "parse_ref"]
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,255}"
-_MODEL = re.compile(rf"^models:/(?P<name>{_NAME})(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z][A-Za-z0-9_\-]{{0,127}}))$")
-_RUN = re.compile(r"^runs:/(?P<id>[0-9a-f]{4,32})$")
-_DATASET = re.compile(rf"^datasets:/(?P<name>{_NAME})(?:@(?P<hash>[0-9a-f]{{4,64}}|latest))?$")
+# Matched with fullmatch: ``$`` would also accept a trailing newline ("models:/fraud/1\n").
+_MODEL = re.compile(rf"models:/(?P<name>{_NAME})(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z][A-Za-z0-9_\-]{{0,127}}))")
+_RUN = re.compile(r"runs:/(?P<id>[0-9a-f]{4,32})")
+_DATASET = re.compile(rf"datasets:/(?P<name>{_NAME})(?:@(?P<hash>[0-9a-f]{{4,64}}|latest))?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,20 +57,26 @@ _EXAMPLES = "models:/fraud/3, models:/fraud@champion, runs:/<id> or datasets:/tr
 
 def parse_ref(text: str) -> Ref:
     """Parse any lockgate reference, with one clear error for anything else."""
-    if m := _MODEL.match(text):
-        version = m.group("version")
-        return ModelRef(m.group("name"), int(version) if version else None, m.group("alias"))
-    if m := _RUN.match(text):
+    if text.startswith("models:/"):
+        return parse_model_ref(text)
+    if m := _RUN.fullmatch(text):
         return RunRef(m.group("id"))
-    if m := _DATASET.match(text):
+    if m := _DATASET.fullmatch(text):
         return DatasetRef(m.group("name"), m.group("hash"))
-    raise InvalidReferenceError(f"'{text}' is not a lockgate reference; use one of {_EXAMPLES}")
+    raise InvalidReferenceError(f"{text!r} is not a lockgate reference; use one of {_EXAMPLES}")
 
 
 def parse_model_ref(text: str) -> ModelRef:
-    ref = parse_ref(text) if "://" not in text else None
-    if not isinstance(ref, ModelRef):
+    """Parse ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``.
+
+    >>> parse_model_ref("models:/fraud/3")
+    ModelRef(name='fraud', version=3, alias=None)
+    """
+    m = _MODEL.fullmatch(text)
+    if m is None:
         raise InvalidReferenceError(
-            f"'{text}' is not a model reference; use models:/NAME/VERSION or models:/NAME@ALIAS"
+            f"{text!r} is not a model reference; use models:/NAME/VERSION or models:/NAME@ALIAS"
+            " (for example models:/fraud/3 or models:/fraud@champion)"
         )
-    return ref
+    version = m.group("version")
+    return ModelRef(m.group("name"), int(version) if version else None, m.group("alias"))

@@ -25,8 +25,9 @@ from lockgate.tracking import ActiveRun
 
 __all__ = ["ModelRegistry"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,255}$")
-_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,127}$")
+# Matched with fullmatch: "$" would let a trailing newline into a name or an alias.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,255}")
+_ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,127}")
 
 
 class ModelRegistry:
@@ -151,7 +152,7 @@ class ModelRegistry:
             return self._repo.versions(conn, name)
 
     def get(self, ref: str | ModelRef) -> ModelVersion:
-        """The version behind ``models:/name/3`` or ``models:/name@alias``."""
+        """The version behind ``models:/name/3``, ``models:/name@alias`` or ``models:/name@latest``."""
         parsed = ref if isinstance(ref, ModelRef) else parse_model_ref(ref)
         with self._db.read() as conn:
             return self._resolve(conn, parsed)
@@ -160,7 +161,11 @@ class ModelRegistry:
         if not self._repo.model_exists(conn, ref.name):
             raise NotFoundError(f"model '{ref.name}' does not exist; see: lockgate models list")
         version = ref.version
-        if ref.alias is not None:
+        if ref.alias == "latest":  # reserved: no alias may be called that, so it always means this
+            version = self._repo.latest_version(conn, ref.name)
+            if not version:
+                raise NotFoundError(f"model '{ref.name}' has no versions; register one first")
+        elif ref.alias is not None:
             aliases = self._repo.aliases(conn, ref.name)
             version = aliases.get((ref.name, ref.alias))
             if version is None:
@@ -205,7 +210,7 @@ class ModelRegistry:
         self._move_alias(name, alias, None)
 
     def _move_alias(self, name: str, alias: str, version: int | None) -> ModelVersion:
-        if not _ALIAS.match(alias) or alias.isdigit() or alias == "latest":
+        if not _ALIAS.fullmatch(alias) or alias.isdigit() or alias == "latest":
             raise InvalidInputError(
                 f"alias {alias!r} is not valid; start with a letter, use letters, digits, '-' or '_'"
             )
@@ -273,7 +278,7 @@ def _call_hook(hook: AliasHook, move: AliasMove) -> None:
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidInputError(
             f"model name {name!r} is not valid; start with a letter or digit, use letters, digits, '.', '-' or '_'"
         )

@@ -70,6 +70,7 @@ class Database:
         # A workspace dropped without close() (or one whose open failed half-way) still closes
         # its pooled connections instead of leaking them until interpreter exit.
         self._finalizer = weakref.finalize(self, self.engine.dispose)
+        self.closed = False
 
     @property
     def is_sqlite(self) -> bool:
@@ -114,6 +115,7 @@ class Database:
 
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
+        self.closed = False  # used again after dispose(): the engine reopens its pool
         try:
             conn = self.engine.connect()
         except OperationalError as exc:
@@ -127,6 +129,8 @@ class Database:
             conn.close()
 
     def dispose(self) -> None:
+        """Close every pooled connection; background work (run heartbeats) stops using it."""
+        self.closed = True
         self.engine.dispose()
 
 

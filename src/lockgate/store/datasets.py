@@ -17,8 +17,10 @@ __all__ = ["DatasetRepository"]
 class DatasetRepository:
     def get_or_insert(self, conn: Connection, **values: Any) -> tuple[DatasetVersion, bool]:
         """The version with this name and content hash, inserting it if new; ``(version, created)``."""
-        result = conn.execute(insert_ignore(conn, t.datasets).values(**values))
-        created = bool(result.rowcount)
+        # RETURNING says whether the row is new on both backends; rowcount does not (psycopg
+        # reports -1 for an INSERT … RETURNING, which would read as "created" every time).
+        stmt = insert_ignore(conn, t.datasets).values(**values).returning(t.datasets.c.id)
+        created = conn.execute(stmt).first() is not None
         found = self.find(conn, values["name"], values["content_hash"])
         assert found is not None
         return found, created

@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Mapping, Sequence
@@ -32,7 +33,7 @@ from lockgate.tracking._search import parse_filter, parse_order_by
 
 __all__ = ["ActiveRun", "ModelLogger", "RunList", "RunService"]
 
-_KEY = re.compile(r"^[A-Za-z0-9_\-./: ]{1,256}$")
+_KEY = re.compile(r"[A-Za-z0-9_\-./: ]{1,256}")  # fullmatch: "$" lets a trailing newline in
 # Params are stored in plain text and shown everywhere: refuse what looks like a credential.
 _SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|credential)", re.IGNORECASE)
 _HEARTBEAT_EVERY_MS = 30_000
@@ -80,8 +81,35 @@ class RunList(list[RunRecord]):
 
 
 def _check_key(kind: str, key: str) -> None:
-    if not isinstance(key, str) or not _KEY.match(key):
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise InvalidInputError(f"{kind} name {key!r} is not valid; use up to 256 letters, digits, spaces or _ - . / :")
+
+
+def _text_value(kind: str, key: str, value: Any) -> str:
+    text = str(value)
+    if "\x00" in text:
+        # SQLite would keep it and PostgreSQL refuses it: refuse it on both, with a sentence.
+        raise InvalidInputError(f"{kind} '{key}' contains a NUL character (\\x00), which cannot be stored; remove it")
+    return text
+
+
+def _param_values(params: Mapping[str, Any]) -> dict[str, str]:
+    values = {}
+    for key, value in params.items():
+        _check_key("param", key)
+        if _SECRET_KEY.search(key):
+            raise InvalidInputError(
+                f"param '{key}' looks like a secret, and params are stored in plain text; "
+                "pass secrets through the environment or a secret store, not as params"
+            )
+        values[key] = _text_value("param", key, value)
+    return values
+
+
+def _tag_values(tags: Mapping[str, Any]) -> dict[str, str]:
+    for key in tags:
+        _check_key("tag", key)
+    return {k: _text_value("tag", k, v) for k, v in tags.items()}
 
 
 class ActiveRun:
@@ -159,6 +187,15 @@ class ActiveRun:
             self._repo.heartbeat(conn, self.id, now)
             self._last_heartbeat = now
 
+    def _heartbeat(self) -> None:
+        """Tell other hosts this run is alive, even while it logs nothing (the heartbeat thread)."""
+        now = now_millis()
+        if self._status is not RunStatus.RUNNING or self._db.closed or now - self._last_heartbeat < _HEARTBEAT_EVERY_MS:
+            return
+        with self._db.write() as conn:
+            self._repo.heartbeat(conn, self.id, now)
+        self._last_heartbeat = now
+
     # -- params, metrics, tags -------------------------------------------------------------
 
     def log_param(self, key: str, value: Any) -> None:
@@ -167,26 +204,21 @@ class ActiveRun:
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Params are write-once: the same value again is fine, a different one is refused."""
         self._ensure_running()
-        values = {}
-        for key, value in params.items():
-            _check_key("param", key)
-            if _SECRET_KEY.search(key):
-                raise InvalidInputError(
-                    f"param '{key}' looks like a secret, and params are stored in plain text; "
-                    "pass secrets through the environment or a secret store, not as params"
-                )
-            values[key] = str(value)
+        values = _param_values(params)
         if not values:
             return
         with self._db.write() as conn:
-            stored = self._repo.insert_params(conn, self.id, values)
-            clashes = {k: (stored[k], v) for k, v in values.items() if stored.get(k) != v}
-            if clashes:
-                key, (old, new) = next(iter(clashes.items()))
-                raise ParamConflictError(
-                    f"param '{key}' of run {self.id[:8]} is already '{old}' and params are write-once; "
-                    f"log '{new}' under another name or start a new run"
-                )
+            self._insert_params(conn, values)
+
+    def _insert_params(self, conn: Connection, values: dict[str, str]) -> None:
+        stored = self._repo.insert_params(conn, self.id, values)
+        clashes = {k: (stored[k], v) for k, v in values.items() if stored.get(k) != v}
+        if clashes:  # raising rolls the whole transaction back: nothing of this call is kept
+            key, (old, new) = next(iter(clashes.items()))
+            raise ParamConflictError(
+                f"param '{key}' of run {self.id[:8]} is already '{old}' and params are write-once; "
+                f"log '{new}' under another name or start a new run"
+            )
 
     def log_metric(self, key: str, value: float, *, step: int = 0, timestamp: int | None = None) -> None:
         """Append one metric point; durable once this returns."""
@@ -217,17 +249,20 @@ class ActiveRun:
         metrics: Sequence[Metric] | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        """Params, metric points and tags in one transaction."""
-        if params:
-            self.log_params(params)
+        """Params, metric points and tags in one transaction: all of them are kept, or none."""
         self._ensure_running()
+        param_values = _param_values(params or {})
+        points = list(metrics or [])
+        for m in points:
+            _check_key("metric", m.key)
+        tag_values = _tag_values(tags or {})
         with self._db.write() as conn:
-            if metrics:
-                for m in metrics:
-                    _check_key("metric", m.key)
-                self._repo.insert_metrics(conn, self.id, list(metrics))
-            if tags:
-                self._repo.set_tags(conn, self.id, {k: str(v) for k, v in tags.items()})
+            if param_values:
+                self._insert_params(conn, param_values)
+            if points:
+                self._repo.insert_metrics(conn, self.id, points)
+            if tag_values:
+                self._repo.set_tags(conn, self.id, tag_values)
             self._beat(conn, now_millis())
 
     def set_tag(self, key: str, value: Any) -> None:
@@ -235,10 +270,9 @@ class ActiveRun:
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Tags, unlike params, may change."""
-        for key in tags:
-            _check_key("tag", key)
+        values = _tag_values(tags)
         with self._db.write() as conn:
-            self._repo.set_tags(conn, self.id, {k: str(v) for k, v in tags.items()})
+            self._repo.set_tags(conn, self.id, values)
 
     # -- artifacts, datasets, models -------------------------------------------------------
 
@@ -355,6 +389,32 @@ class ActiveRun:
 # Runs a script forgot to end are finished when the interpreter exits, as MLflow does; a
 # process that is killed leaves its run RUNNING until ``RunService.reap`` marks it crashed.
 _OPEN_RUNS: weakref.WeakSet[ActiveRun] = weakref.WeakSet()
+
+
+# Runs on other hosts are reaped when their heartbeat is older than _STALE_HEARTBEAT_MS; a
+# training step that logs nothing for longer than that must not look dead. One daemon thread
+# per process beats for every open run (it dies with the process, as a heartbeat should).
+_BEATER_LOCK = threading.Lock()
+_beater: threading.Thread | None = None
+
+
+def _ensure_heartbeat_thread() -> None:
+    global _beater
+    with _BEATER_LOCK:
+        if _beater is None or not _beater.is_alive():  # also after a fork, where threads are gone
+            _beater = threading.Thread(target=_beat_forever, name="lockgate-heartbeat", daemon=True)
+            _beater.start()
+
+
+def _beat_forever() -> None:
+    runs: list[ActiveRun] = []
+    while True:
+        time.sleep(min(1.0, _HEARTBEAT_EVERY_MS / 1000))
+        with contextlib.suppress(RuntimeError):  # the set changed while it was copied: next round
+            runs = list(_OPEN_RUNS)
+        for run in runs:
+            with contextlib.suppress(Exception):  # a missed beat is retried next round
+                run._heartbeat()
 
 
 @atexit.register
@@ -491,6 +551,7 @@ class RunService:
             actor=self._actor,
         )
         _OPEN_RUNS.add(run)
+        _ensure_heartbeat_thread()
         try:
             if params:
                 run.log_params(params)

@@ -83,6 +83,9 @@ def parse_filter(text: str | None) -> list[Clause]:
     """Parse a filter into clauses (all must hold)."""
     if not text or not text.strip():
         return []
+    if "\x00" in text:
+        # No stored key or value can hold one (PostgreSQL refuses NUL in text outright).
+        raise InvalidInputError(f"search filter: contains a NUL character (\\x00); remove it; {_EXAMPLE}")
     toks = _tokens(text)
     clauses: list[Clause] = []
     i = 0
