@@ -82,3 +82,12 @@ def ws(tmp_path: Path) -> Iterator[lg.Workspace]:
         yield workspace
     finally:
         workspace.close()
+
+
+# Property tests explore at random on a laptop; in CI the same examples every time, so a
+# red build always points at a change, never at luck.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+_hypothesis_settings.register_profile("dev", deadline=None)
+_hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")

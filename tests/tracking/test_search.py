@@ -247,3 +247,15 @@ def test_searching_never_fails_with_anything_but_invalid_input(backend_ws: lg.Wo
         _seed(backend_ws)
     with contextlib.suppress(lg.InvalidInputError):
         backend_ws.runs.search(text)
+
+
+def test_like_patterns_mean_the_same_on_every_backend(backend_ws: lg.Workspace) -> None:
+    with backend_ws.start_run("a", experiment="like", params={"path": "data_2026%"}):
+        pass
+    with backend_ws.start_run("b", experiment="like", params={"path": "data-2026x"}):
+        pass
+    # Quoted strings take backslash escapes, so a LIKE escape is written as two backslashes.
+    found = backend_ws.runs.search(r"params.path LIKE 'data\\_2026\\%'", experiment="like")
+    assert [r.name for r in found] == ["a"]
+    with pytest.raises(lg.InvalidInputError, match="lone backslash"):
+        backend_ws.runs.search("params.path LIKE 'data\\\\'", experiment="like")

@@ -12,6 +12,11 @@ from sqlalchemy.engine import Connection
 __all__ = ["insert_ignore", "upsert"]
 
 
+# Building an ON CONFLICT statement costs SQLAlchemy more than executing it on SQLite, and
+# these sit on the hottest paths (every log_metric), so each is built once per shape.
+_CACHE: dict[tuple[Any, ...], Any] = {}
+
+
 def _insert(conn: Connection, table: sa.Table) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
@@ -20,7 +25,11 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
 
 def insert_ignore(conn: Connection, table: sa.Table) -> Any:
     """INSERT that silently keeps an existing row with the same key."""
-    return _insert(conn, table).on_conflict_do_nothing()
+    key = ("ignore", conn.dialect.name, table)
+    stmt = _CACHE.get(key)
+    if stmt is None:
+        stmt = _CACHE[key] = _insert(conn, table).on_conflict_do_nothing()
+    return stmt
 
 
 def upsert(
@@ -31,11 +40,19 @@ def upsert(
     update: Sequence[str],
     when: Callable[[Any], Any] | None = None,
 ) -> Any:
-    """INSERT … ON CONFLICT (keys) DO UPDATE SET update…, optionally only ``when`` it holds."""
+    """INSERT … ON CONFLICT (keys) DO UPDATE SET update…, optionally only ``when`` it holds.
+
+    ``when`` should be a module-level function: the statement is cached by its identity.
+    """
+    key = ("upsert", conn.dialect.name, table, tuple(keys), tuple(update), when)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
     stmt = _insert(conn, table)
     new = stmt.excluded
-    return stmt.on_conflict_do_update(
+    _CACHE[key] = stmt = stmt.on_conflict_do_update(
         index_elements=list(keys),
         set_={name: new[name] for name in update},
         where=when(new) if when is not None else None,
     )
+    return stmt

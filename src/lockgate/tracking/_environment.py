@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import platform
 import subprocess
@@ -58,31 +59,54 @@ def _git(cwd: Path, *args: str) -> str | None:
 
 
 def capture_code(cwd: Path | None = None) -> CodeState:
-    """The commit, branch and full working-tree diff (untracked files included)."""
+    """The commit, branch and full working-tree diff (untracked files included).
+
+    Two git calls for a clean tree (three when tracked files changed): this runs at every
+    run start, so it reads commit, branch and the changed paths from one ``git status``.
+    """
     cwd = cwd or Path.cwd()
     top = _git(cwd, "rev-parse", "--show-toplevel")
     if top is None:
         return CodeState(None, None, None, None, None)
     root = Path(top.strip())
-    commit = (_git(root, "rev-parse", "--verify", "-q", "HEAD") or "").strip() or None
-    branch = (_git(root, "rev-parse", "--abbrev-ref", "HEAD") or "").strip() or None
-    remote = (_git(root, "config", "--get", "remote.origin.url") or "").strip()
-    diff = _working_tree_diff(root, has_head=commit is not None)
-    return CodeState(remote or str(root), commit, branch, bool(diff), diff or None)
+    status = _git(root, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all")
+    commit = branch = None
+    tracked_changes = False
+    untracked: list[str] = []
+    for entry in (status or "").split("\0"):
+        if entry.startswith("# branch.oid "):
+            oid = entry.removeprefix("# branch.oid ")
+            commit = None if oid == "(initial)" else oid
+        elif entry.startswith("# branch.head "):
+            branch = entry.removeprefix("# branch.head ")
+        elif entry.startswith("? "):
+            untracked.append(entry[2:])
+        elif entry[:2] in ("1 ", "2 ", "u "):
+            tracked_changes = True
+    diff = _working_tree_diff(root, tracked=tracked_changes and commit is not None, untracked=untracked)
+    return CodeState(_remote(root) or str(root), commit, branch, bool(diff), diff or None)
 
 
-def _working_tree_diff(root: Path, *, has_head: bool) -> bytes:
+@functools.cache
+def _remote(root: Path) -> str:
+    return (_git(root, "config", "--get", "remote.origin.url") or "").strip()
+
+
+def _working_tree_diff(root: Path, *, tracked: bool, untracked: list[str]) -> bytes:
     parts: list[bytes] = []
-    if has_head:
-        try:
-            tracked = subprocess.run(
-                ["git", "diff", "HEAD", "--binary"], cwd=root, capture_output=True, timeout=60, check=True
-            ).stdout
-        except (OSError, subprocess.SubprocessError):
-            tracked = b""
-        parts.append(tracked)
-    untracked = (_git(root, "ls-files", "--others", "--exclude-standard", "-z") or "").split("\0")
-    for name in sorted(n for n in untracked if n):
+    if tracked:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            parts.append(
+                subprocess.run(
+                    ["git", "diff", "HEAD", "--binary"],
+                    cwd=root,
+                    capture_output=True,
+                    timeout=60,
+                    check=True,
+                    stdin=subprocess.DEVNULL,
+                ).stdout
+            )
+    for name in sorted(untracked):
         path = root / name
         try:
             if path.is_file() and path.stat().st_size <= _MAX_UNTRACKED_BYTES:

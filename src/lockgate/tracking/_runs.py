@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
+import pyarrow as pa
 from sqlalchemy.engine import Connection
 
 from lockgate.artifacts import ArtifactStore, safe_relpath
@@ -59,25 +60,31 @@ class ModelLogger(Protocol):
 class RunList(list[RunRecord]):
     """Runs, with conversions for analysis."""
 
-    def to_pandas(self) -> Any:
-        import pandas as pd
+    def to_arrow(self) -> pa.Table:
+        """One row per run: attributes, then ``params.*``, ``metrics.*`` and ``tags.*`` columns."""
+        ts = pa.timestamp("ms", tz="UTC")
+        columns: dict[str, pa.Array] = {
+            "run_id": pa.array([r.id for r in self], pa.string()),
+            "experiment": pa.array([r.experiment for r in self], pa.string()),
+            "name": pa.array([r.name for r in self], pa.string()),
+            "status": pa.array([str(r.status) for r in self], pa.string()),
+            "actor": pa.array([r.actor for r in self], pa.string()),
+            "start_time": pa.array([r.start_time for r in self], pa.int64()).cast(ts),
+            "end_time": pa.array([r.end_time for r in self], pa.int64()).cast(ts),
+        }
+        for prefix, attr, kind in (
+            ("params", "params", pa.string()),
+            ("metrics", "metrics", pa.float64()),
+            ("tags", "tags", pa.string()),
+        ):
+            keys = sorted({k for r in self for k in getattr(r, attr)})
+            for key in keys:
+                columns[f"{prefix}.{key}"] = pa.array([getattr(r, attr).get(key) for r in self], kind)
+        return pa.table(columns)
 
-        rows = []
-        for r in self:
-            row: dict[str, Any] = {
-                "run_id": r.id,
-                "experiment": r.experiment,
-                "name": r.name,
-                "status": str(r.status),
-                "actor": r.actor,
-                "start_time": pd.to_datetime(r.start_time, unit="ms", utc=True),
-                "end_time": pd.to_datetime(r.end_time, unit="ms", utc=True) if r.end_time else None,
-            }
-            row.update({f"params.{k}": v for k, v in r.params.items()})
-            row.update({f"metrics.{k}": v for k, v in r.metrics.items()})
-            row.update({f"tags.{k}": v for k, v in r.tags.items()})
-            rows.append(row)
-        return pd.DataFrame(rows)
+    def to_pandas(self) -> Any:
+        """The same table as :meth:`to_arrow`, as a pandas DataFrame (MLflow's ``search_runs`` shape)."""
+        return self.to_arrow().to_pandas()
 
 
 def _check_key(kind: str, key: str) -> None:

@@ -172,6 +172,13 @@ def _typed(clause: Clause) -> Clause:
     if isinstance(clause.value, float):
         text = repr(clause.value)
         return Clause(clause.field, clause.op, text[:-2] if text.endswith(".0") else text)
+    if clause.op in ("LIKE", "ILIKE") and isinstance(clause.value, str):
+        trailing = len(clause.value) - len(clause.value.rstrip("\\"))
+        if trailing % 2:
+            raise InvalidInputError(
+                f"search filter: the {clause.op} pattern for {clause.field.kind}s.{clause.field.key} ends with a lone "
+                "backslash, which escapes nothing; write two backslashes to match one"
+            )
     return clause
 
 
