@@ -27,9 +27,8 @@ def test_every_exported_name_exists_and_belongs_to_lockgate() -> None:
             assert value.__module__.startswith("lockgate."), name
 
 
-# Not library API: Alembic scripts (they run only inside a migration), the version string, the
-# command line (typer apps, used through the ``lockgate`` command) and the example project.
-_NOT_LIBRARY = ("lockgate.store.migrations", "lockgate._version", "lockgate.cli", "lockgate.examples")
+# Not library API: Alembic scripts (they run only inside a migration) and the version string.
+_NOT_LIBRARY = ("lockgate.store.migrations", "lockgate._version")
 
 
 def _modules() -> list[str]:

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     )
     capture_code: bool = Field(default=True, description="Record the git commit and diff at run start.")
     s3_endpoint_url: str | None = Field(default=None, description="Endpoint of an S3-compatible server.")
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="The key that seals the audit chain; share one file among every writer of a shared database.",
+    )
     require_services: bool = Field(
         default=False, description="Fail, instead of skip, when a service a test needs is missing."
     )
@@ -91,8 +95,8 @@ class Settings(BaseSettings):
 
     @property
     def key_file(self) -> Path:
-        """The workspace's signing key; kept outside the database on purpose."""
-        return self.home / "keys" / "audit.key"
+        """The audit signing key; kept outside the database on purpose."""
+        return self.audit_key_file or self.home / "keys" / "audit.key"
 
 
 def _os_user() -> str:
@@ -118,6 +122,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def _relative_to(folder: Path, values: dict[str, Any]) -> dict[str, Any]:
     """Relative paths in ``lockgate.toml`` mean "next to this file", wherever lockgate is run from."""
+    key = values.get("audit_key_file")
+    if isinstance(key, str) and key and not Path(key).expanduser().is_absolute():
+        values["audit_key_file"] = str(folder.resolve() / key)
     root = values.get("artifact_root")
     if isinstance(root, str) and root and "://" not in root and not Path(root).expanduser().is_absolute():
         values["artifact_root"] = str(folder.resolve() / root)

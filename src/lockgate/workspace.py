@@ -58,7 +58,7 @@ class Workspace:
         self.db = Database(settings.resolved_database_url)
         self.artifacts = ArtifactStore(settings.resolved_artifact_root, s3_endpoint_url=settings.s3_endpoint_url)
         actor = settings.actor
-        self.audit = AuditLog(self.db, key_file=settings.key_file)
+        self.audit = AuditLog(self.db, key_file=settings.key_file, anchor_file=settings.home / "audit-anchor.json")
         self.lineage = LineageService(self.db)
         self.datasets = DatasetService(self.db, self.artifacts, self.audit, actor=actor)
         self.runs = RunService(
@@ -94,11 +94,15 @@ class Workspace:
         if not toml.exists():
             toml.write_text(_TOML_TEMPLATE)
         ws = cls(settings)
-        if upgrade if upgrade is not None else ws.db.is_sqlite:
-            if migrations.current_revision(ws.db) != migrations.head_revision():
-                migrations.upgrade(ws.db)
-        else:
-            migrations.check_current(ws.db)
+        try:
+            if upgrade if upgrade is not None else ws.db.is_sqlite:
+                if migrations.current_revision(ws.db) != migrations.head_revision():
+                    migrations.upgrade(ws.db)
+            else:
+                migrations.check_current(ws.db)
+        except BaseException:
+            ws.close()
+            raise
         return ws
 
     def close(self) -> None:

@@ -191,3 +191,25 @@ def test_without_its_key_a_workspace_refuses_to_seal_or_vouch(ws: lg.Workspace) 
     with pytest.raises(lg.IntegrityError, match="restore it from a backup"):
         reopened.start_run()
     reopened.close()
+
+
+def test_two_workspaces_on_one_database_share_the_audit_key_through_a_setting(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = lg.Workspace.open(tmp_path / "alice", database_url=pg_url, upgrade=True)
+    with first.start_run("r", experiment="shared"):
+        pass
+    # A second folder on the same database has no key of its own, and says what to do.
+    second = lg.Workspace.open(tmp_path / "bob", database_url=pg_url)
+    with pytest.raises(lg.IntegrityError, match="LOCKGATE_AUDIT_KEY_FILE"):
+        second.start_run("r2", experiment="shared")
+    assert [r.name for r in first.runs.search(experiment="shared")] == ["r"]  # nothing half-written
+    second.close()
+    monkeypatch.setenv("LOCKGATE_AUDIT_KEY_FILE", str(tmp_path / "alice" / "keys" / "audit.key"))
+    second = lg.Workspace.open(tmp_path / "bob", database_url=pg_url)
+    with second.start_run("r2", experiment="shared"):
+        pass
+    assert second.audit.verify().ok
+    assert first.audit.verify().ok
+    first.close()
+    second.close()

@@ -79,11 +79,11 @@ def event_hash(
 class AuditLog:
     """Appends sealed events and verifies the chain."""
 
-    def __init__(self, db: Database, *, key_file: Path) -> None:
+    def __init__(self, db: Database, *, key_file: Path, anchor_file: Path | None = None) -> None:
         self._db = db
         self._repo = AuditRepository()
         self._key_file = key_file
-        self._anchor_file = key_file.parent.parent / "audit-anchor.json"
+        self._anchor_file = anchor_file or key_file.parent.parent / "audit-anchor.json"
         self._key: bytes | None = None
 
     # -- writing ---------------------------------------------------------------------------
@@ -198,7 +198,8 @@ class AuditLog:
             return self._load_key(create=False)
         if required:
             raise IntegrityError(
-                f"the audit key {self._key_file} is missing, so new events cannot be sealed; restore it from a backup"
+                f"the audit key {self._key_file} is missing, so new events cannot be sealed; restore it from a backup, "
+                "or, for a database shared with another workspace, point LOCKGATE_AUDIT_KEY_FILE at that workspace's key"
             )
         return None
 

@@ -11,6 +11,8 @@ from lockgate.cli._output import table
 from lockgate.clock import to_iso
 from lockgate.errors import AuditChainBroken
 
+__all__ = ["app"]
+
 app = typer.Typer(help="The audit log: verify, log.\n\nExample: lockgate audit verify")
 
 

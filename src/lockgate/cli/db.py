@@ -12,6 +12,8 @@ from lockgate.store import Database
 from lockgate.store import migrate as migrations
 from lockgate.store.database import redact_url
 
+__all__ = ["app"]
+
 app = typer.Typer(help="The metadata database: upgrade, current.\n\nExample: lockgate db upgrade")
 
 

@@ -25,6 +25,8 @@ from lockgate.examples.fraud.data import FraudData, generate, labels_known_at, w
 from lockgate.examples.fraud.train import TrainResult, train
 from lockgate.workspace import Workspace
 
+__all__ = ["demo"]
+
 _MARKER = ".lockgate-demo"
 
 

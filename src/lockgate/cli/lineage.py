@@ -14,6 +14,8 @@ from lockgate.entities import NodeKind
 from lockgate.lineage import LineageGraph, Node
 from lockgate.workspace import Workspace
 
+__all__ = ["Format", "label", "lineage", "render"]
+
 
 class Format(StrEnum):
     text = "text"

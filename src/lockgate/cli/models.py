@@ -13,6 +13,8 @@ from lockgate.clock import to_iso
 from lockgate.errors import InvalidInputError
 from lockgate.refs import parse_model_ref
 
+__all__ = ["app"]
+
 app = typer.Typer(help="Registered models: list, show, alias, delete.\n\nExample: lockgate models show fraud")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output, nothing else on stdout.")]

@@ -12,6 +12,8 @@ from lockgate.cli._output import human_bytes, short, table
 from lockgate.clock import to_iso
 from lockgate.entities import RunRecord
 
+__all__ = ["app"]
+
 app = typer.Typer(help="Runs: list, show, compare, search, delete.\n\nExample: lockgate runs list --experiment fraud")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output, nothing else on stdout.")]

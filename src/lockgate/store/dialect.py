@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-__all__ = ["insert_ignore", "upsert"]
+__all__ = ["driver_insert_sql", "insert_ignore", "upsert"]
 
 
 # Building an ON CONFLICT statement costs SQLAlchemy more than executing it on SQLite, and
@@ -56,3 +56,51 @@ def upsert(
         where=when(new) if when is not None else None,
     )
     return stmt
+
+
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+_SQL_CACHE: dict[tuple[Any, ...], str] = {}
+
+
+def driver_insert_sql(
+    conn: Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    *,
+    conflict_keys: Sequence[str] = (),
+    update: Sequence[str] = (),
+    update_when: str = "",
+    ignore_conflicts: bool = False,
+) -> str:
+    """INSERT SQL for ``exec_driver_sql`` with positional rows, for the hottest writes only.
+
+    It skips SQLAlchemy's per-row parameter processing, which costs more than SQLite's own
+    insert. The ON CONFLICT spelling is the same on SQLite and PostgreSQL; ``update_when`` may
+    refer to ``excluded`` and to the table by name.
+    """
+    key = (
+        conn.dialect.name,
+        table.name,
+        tuple(columns),
+        tuple(conflict_keys),
+        tuple(update),
+        update_when,
+        ignore_conflicts,
+    )
+    sql = _SQL_CACHE.get(key)
+    if sql is not None:
+        return sql
+    q = conn.dialect.identifier_preparer.quote
+    mark = _PLACEHOLDERS[conn.dialect.paramstyle]
+    sql = (
+        f"INSERT INTO {q(table.name)} ({', '.join(q(c) for c in columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    )
+    if ignore_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    elif update:
+        sets = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in update)
+        sql += f" ON CONFLICT ({', '.join(q(c) for c in conflict_keys)}) DO UPDATE SET {sets}"
+        if update_when:
+            sql += f" WHERE {update_when}"
+    _SQL_CACHE[key] = sql
+    return sql

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from lockgate.entities import Experiment, Metric, RunRecord, RunStatus
 from lockgate.store import schema as t
-from lockgate.store.dialect import insert_ignore, upsert
+from lockgate.store.dialect import driver_insert_sql, insert_ignore, upsert
 from lockgate.store.query import ATTRIBUTES, Clause, OrderBy
 
 __all__ = ["RunRepository"]
@@ -107,7 +107,7 @@ class RunRepository:
         query = query.order_by(*orderings)
         if limit:
             query = query.limit(limit)
-        rows = [dict(r) for r in conn.execute(query).mappings()]
+        rows = [dict(r) for r in conn.execute(query).mappings().all()]
         return self._hydrate(conn, rows)
 
     def _hydrate(self, conn: Connection, rows: list[dict[str, Any]]) -> list[RunRecord]:
@@ -117,21 +117,12 @@ class RunRepository:
         params: dict[str, dict[str, str]] = {i: {} for i in ids}
         metrics: dict[str, dict[str, float]] = {i: {} for i in ids}
         tags: dict[str, dict[str, str]] = {i: {} for i in ids}
+        # .all() fetches in one call; iterating a result fetches row by row, which dominated
+        # search time for a few thousand params and metrics.
         for chunk in _chunks(ids, 500):
-            for run_id, key, value in conn.execute(
-                sa.select(t.params.c.run_id, t.params.c.key, t.params.c.value).where(t.params.c.run_id.in_(chunk))
-            ):
-                params[run_id][key] = value
-            for run_id, key, value in conn.execute(
-                sa.select(t.latest_metrics.c.run_id, t.latest_metrics.c.key, t.latest_metrics.c.value).where(
-                    t.latest_metrics.c.run_id.in_(chunk)
-                )
-            ):
-                metrics[run_id][key] = value
-            for run_id, key, value in conn.execute(
-                sa.select(t.tags.c.run_id, t.tags.c.key, t.tags.c.value).where(t.tags.c.run_id.in_(chunk))
-            ):
-                tags[run_id][key] = value
+            for table, into in ((t.params, params), (t.latest_metrics, metrics), (t.tags, tags)):
+                for run_id, key, value in conn.execute(_BY_RUNS[table.name], {"ids": list(chunk)}).all():
+                    into[run_id][key] = value
         out = []
         for r in rows:
             r["status"] = RunStatus(r["status"])
@@ -149,8 +140,9 @@ class RunRepository:
 
     def insert_params(self, conn: Connection, run_id: str, values: dict[str, str]) -> dict[str, str]:
         """Insert params that are new; returns the stored value of every key given."""
-        conn.execute(
-            insert_ignore(conn, t.params), [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()]
+        conn.exec_driver_sql(
+            driver_insert_sql(conn, t.params, ("run_id", "key", "value"), ignore_conflicts=True),
+            [(run_id, k, v) for k, v in values.items()],
         )
         rows = conn.execute(
             sa.select(t.params.c.key, t.params.c.value).where(
@@ -160,29 +152,29 @@ class RunRepository:
         return {str(row[0]): str(row[1]) for row in rows}
 
     def insert_metrics(self, conn: Connection, run_id: str, points: Sequence[Metric]) -> None:
-        rows = [
-            {"run_id": run_id, "key": p.key, "value": p.value, "step": p.step, "timestamp": p.timestamp} for p in points
-        ]
         # The hottest write lockgate has: straight to the driver, skipping SQLAlchemy's per-row
         # parameter processing (which cost more than SQLite's own insert). NaN is stored as NULL,
         # as NanFloat does on every other path.
         conn.exec_driver_sql(
-            _metrics_insert_sql(conn),
+            driver_insert_sql(conn, t.metrics, _METRIC_COLUMNS),
             [(run_id, p.key, None if p.value != p.value else p.value, p.step, p.timestamp) for p in points],
         )
-        latest: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            seen = latest.get(str(row["key"]))
-            if seen is None or (row["step"], row["timestamp"]) >= (seen["step"], seen["timestamp"]):
-                latest[str(row["key"])] = row
-        stmt = upsert(
-            conn,
-            t.latest_metrics,
-            keys=["run_id", "key"],
-            update=["value", "step", "timestamp"],
-            when=_newer_point,
+        latest: dict[str, Metric] = {}
+        for p in points:
+            seen = latest.get(p.key)
+            if seen is None or (p.step, p.timestamp) >= (seen.step, seen.timestamp):
+                latest[p.key] = p
+        conn.exec_driver_sql(
+            driver_insert_sql(
+                conn,
+                t.latest_metrics,
+                _METRIC_COLUMNS,
+                conflict_keys=("run_id", "key"),
+                update=("value", "step", "timestamp"),
+                update_when=_NEWER_POINT,
+            ),
+            [(run_id, p.key, None if p.value != p.value else p.value, p.step, p.timestamp) for p in latest.values()],
         )
-        conn.execute(stmt, list(latest.values()))
 
     def metric_history(self, conn: Connection, run_id: str, key: str | None = None) -> list[Metric]:
         query = sa.select(t.metrics.c.key, t.metrics.c.value, t.metrics.c.step, t.metrics.c.timestamp).where(
@@ -238,22 +230,20 @@ class RunRepository:
         return found
 
 
-_METRIC_COLUMNS = ("run_id", "key", "value", "step", "timestamp")
-_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
-
-
-def _metrics_insert_sql(conn: Connection) -> str:
-    mark = _PLACEHOLDERS[conn.dialect.paramstyle]
-    columns = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in _METRIC_COLUMNS)
-    return f"INSERT INTO {t.metrics.name} ({columns}) VALUES ({', '.join([mark] * len(_METRIC_COLUMNS))})"
-
-
-def _newer_point(new: Any) -> Any:
-    """A metric point replaces the latest one when its step (then timestamp) is not older."""
-    return sa.or_(
-        new.step > t.latest_metrics.c.step,
-        sa.and_(new.step == t.latest_metrics.c.step, new.timestamp >= t.latest_metrics.c.timestamp),
+# Built once: an expanding IN keeps the statement cacheable whatever the number of ids.
+_BY_RUNS = {
+    table.name: sa.select(table.c.run_id, table.c.key, table.c.value).where(
+        table.c.run_id.in_(sa.bindparam("ids", expanding=True))
     )
+    for table in (t.params, t.latest_metrics, t.tags)
+}
+
+_METRIC_COLUMNS = ("run_id", "key", "value", "step", "timestamp")
+# A metric point replaces the latest one when its step (then its timestamp) is not older.
+_NEWER_POINT = (
+    "excluded.step > latest_metrics.step OR (excluded.step = latest_metrics.step AND "
+    'excluded."timestamp" >= latest_metrics."timestamp")'
+)
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:

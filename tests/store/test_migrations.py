@@ -1,0 +1,38 @@
+"""The migrations build exactly the schema the code declares, on every backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from lockgate.store import Database
+from lockgate.store import migrate as migrations
+from lockgate.store.schema import metadata
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    if request.param == "sqlite":
+        return Database(f"sqlite:///{tmp_path / 'm.db'}")
+    return Database(request.getfixturevalue("pg_url"))
+
+
+def test_upgraded_database_matches_schema_py(db: Database) -> None:
+    migrations.upgrade(db)
+    with db.read() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        differences = compare_metadata(context, metadata)
+    db.dispose()
+    assert differences == []
+
+
+def test_a_fresh_database_is_reported_behind_until_upgraded(db: Database) -> None:
+    with pytest.raises(Exception, match="lockgate db upgrade"):
+        migrations.check_current(db)
+    migrations.upgrade(db)
+    migrations.check_current(db)
+    assert migrations.current_revision(db) == migrations.head_revision()
+    db.dispose()
