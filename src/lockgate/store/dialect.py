@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-__all__ = ["driver_insert_sql", "insert_ignore", "upsert"]
+__all__ = ["driver_insert_sql", "driver_select_in_sql", "insert_ignore", "upsert"]
 
 
 # Building an ON CONFLICT statement costs SQLAlchemy more than executing it on SQLite, and
@@ -104,3 +104,10 @@ def driver_insert_sql(
             sql += f" WHERE {update_when}"
     _SQL_CACHE[key] = sql
     return sql
+
+
+def driver_select_in_sql(conn: Connection, table: sa.Table, run_ids: Sequence[str]) -> str:
+    """``SELECT run_id, key, value FROM table WHERE run_id IN (…)`` for ``exec_driver_sql``."""
+    q = conn.dialect.identifier_preparer.quote
+    marks = ", ".join([_PLACEHOLDERS[conn.dialect.paramstyle]] * len(run_ids))
+    return f"SELECT run_id, {q('key')}, {q('value')} FROM {q(table.name)} WHERE run_id IN ({marks})"
