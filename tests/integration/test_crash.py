@@ -66,11 +66,17 @@ def test_a_killed_process_keeps_every_metric_it_logged_and_its_run_shows_crashed
         with lg.Workspace.open(home, database_url=url) as ws:
             assert ws.runs.get(run_id).status is lg.RunStatus.RUNNING  # alive: not reaped
         os.kill(child.pid, signal.SIGKILL)
-        rest, _ = child.communicate(timeout=30)
+        # Read through the same buffered file the loop above used: communicate() reads the raw
+        # pipe and would drop lines already sitting in that buffer.
+        rest = child.stdout.read()
+        child.wait(timeout=30)
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
     assert child.returncode == -signal.SIGKILL
     printed = [int(s) for s in [*lines, *rest.splitlines()] if s.strip().isdigit()]
     assert printed == list(range(len(printed)))
