@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,31 +11,6 @@ from sklearn.dummy import DummyClassifier
 
 import lockgate as lg
 from lockgate.lineage import Node
-
-
-def _git(repo: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip()
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A git repository with one commit on branch main."""
-    for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
-        monkeypatch.delenv(var, raising=False)
-    path = tmp_path / "project"
-    path.mkdir()
-    _git(path, "init", "-q", "-b", "main")
-    (path / "train.py").write_text("print('train')\n")
-    _git(path, "add", "train.py")
-    _git(path, "commit", "-q", "-m", "first")
-    return path
 
 
 @pytest.fixture
@@ -55,9 +29,11 @@ def _model() -> DummyClassifier:
     return DummyClassifier().fit([[0], [1]], [0, 1])
 
 
-def test_upstream_of_a_model_reaches_its_run_data_code_and_environment(capturing: lg.Workspace, repo: Path) -> None:
+def test_upstream_of_a_model_reaches_its_run_data_code_and_environment(
+    capturing: lg.Workspace, repo: Path, head_commit: str
+) -> None:
     ws = capturing
-    commit = _git(repo, "rev-parse", "HEAD")
+    commit = head_commit
     with ws.runs.start("pipeline", experiment="fraud", code_dir=repo) as parent:
         with ws.runs.start("train", experiment="fraud", parent=parent, code_dir=repo) as run:
             data = run.log_dataset(pa.table({"x": [1, 2, 3]}), name="transactions")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -19,32 +18,6 @@ from sklearn.dummy import DummyClassifier
 
 import lockgate as lg
 from lockgate.lineage._openlineage import PRODUCER
-
-
-def _git(repo: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip()
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A git repository with one commit on branch main."""
-    for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    path = tmp_path / "project"
-    path.mkdir()
-    _git(path, "init", "-q", "-b", "main")
-    (path / "train.py").write_text("print('train')\n")
-    _git(path, "add", "train.py")
-    _git(path, "commit", "-q", "-m", "first")
-    return path
 
 
 def _capturing(ws: lg.Workspace, monkeypatch: pytest.MonkeyPatch) -> lg.Workspace:
@@ -132,10 +105,10 @@ def _by_job(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def test_a_model_exports_start_and_complete_events_that_openlineage_accepts(
-    capturing: lg.Workspace, repo: Path
+    capturing: lg.Workspace, repo: Path, head_commit: str
 ) -> None:
     ws = capturing
-    commit = _git(repo, "rev-parse", "HEAD")
+    commit = head_commit
     with ws.runs.start("pipeline", experiment="fraud", code_dir=repo) as parent:
         with ws.runs.start("train", experiment="fraud", parent=parent, code_dir=repo) as run:
             data = run.log_dataset(pa.table({"amount": [1.5, 2.5], "merchant": ["a", "b"]}), name="transactions")
