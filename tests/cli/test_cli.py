@@ -212,3 +212,17 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     other = tmp_path / "precious"
     other.mkdir()
     assert main(["demo", "--home", str(other)]) == 2
+
+
+def test_user_values_are_never_read_as_markup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ws = lg.Workspace.open(tmp_path / "ws")
+    with ws.start_run("train", experiment="fraud", params={"layers": "[relu, tanh]", "odd": "a[/]b"}) as run:
+        run.set_tag("note", "[bold]not bold[/]")
+    ws.close()
+    assert cli(tmp_path / "ws", "runs", "show", run.id[:8]) == 0
+    out = capsys.readouterr().out
+    assert "[relu, tanh]" in out
+    assert "a[/]b" in out
+    assert "[bold]not bold[/]" in out
+    assert cli(tmp_path / "ws", "runs", "show", "[/]") == 2
+    assert "'[/]' is not a run id" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["Output", "human_bytes", "short", "table"]
 
@@ -41,12 +42,12 @@ class Output:
         self.out.print(*objects)
 
     def info(self, message: str) -> None:
+        # Messages quote user values (names, params); they are never read as rich markup.
         if not self.quiet:
-            self.err.print(message, soft_wrap=True)
+            self.err.print(message, soft_wrap=True, markup=False, highlight=False)
 
     def error(self, message: str) -> None:
-        text = f"[bold red]error:[/] {message}" if self.err.is_terminal else f"error: {message}"
-        self.err.print(text, soft_wrap=True, markup=self.err.is_terminal)
+        self.err.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
@@ -54,7 +55,8 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     for column in columns:
         t.add_column(column, overflow="fold")
     for row in rows:
-        t.add_row(*["" if v is None else str(v) for v in row])
+        # Cells hold user values ("[relu, tanh]" is a fine param): plain text, never markup.
+        t.add_row(*[v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row])
     return t
 
 

@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 import typer
+from rich.markup import escape
 from rich.tree import Tree
 
 from lockgate.cli._context import state
@@ -23,23 +24,34 @@ class Format(StrEnum):
     openlineage = "openlineage"
 
 
-def label(ws: Workspace, node: Node, runs: dict[str, str]) -> str:
-    """A readable name for a lineage node."""
+_STYLE: dict[str, tuple[str, str]] = {
+    NodeKind.RUN: ("run", "cyan"),
+    NodeKind.DATASET: ("dataset", "green"),
+    NodeKind.MODEL_VERSION: ("model", "magenta"),
+    NodeKind.CODE: ("code", "yellow"),
+    NodeKind.ENVIRONMENT: ("environment", "blue"),
+    NodeKind.ARTIFACT: ("artifact", "dim"),
+}
+
+
+def label(node: Node, runs: dict[str, str]) -> str:
+    """A readable name for a lineage node, as rich markup with the user's text escaped."""
     match node.kind:
         case NodeKind.RUN:
-            return f"[cyan]run[/] {short(node.id)} {runs.get(node.id, '')}"
+            text = f"{short(node.id)} {runs.get(node.id, '')}"
         case NodeKind.DATASET:
             name, _, digest = node.id.partition("@")
-            return f"[green]dataset[/] datasets:/{name}@{digest[:12]}"
+            text = f"datasets:/{name}@{digest[:12]}"
         case NodeKind.MODEL_VERSION:
-            return f"[magenta]model[/] models:/{node.id}"
-        case NodeKind.CODE:
-            return f"[yellow]code[/] {node.id}"
+            text = f"models:/{node.id}"
         case NodeKind.ENVIRONMENT:
-            return f"[blue]environment[/] {short(node.id, 12)}"
+            text = short(node.id, 12)
         case NodeKind.ARTIFACT:
-            return f"[dim]artifact[/] sha256:{short(node.id, 12)}"
-    return str(node)
+            text = f"sha256:{short(node.id, 12)}"
+        case _:
+            text = node.id
+    kind, style = _STYLE.get(node.kind, (node.kind, "default"))
+    return f"[{style}]{kind}[/] {escape(text)}"
 
 
 def render(ws: Workspace, graph: LineageGraph, direction: Literal["upstream", "downstream", "both"]) -> list[Tree]:
@@ -49,22 +61,20 @@ def render(ws: Workspace, graph: LineageGraph, direction: Literal["upstream", "d
     runs = {i: f"{r.experiment}/{r.name} ({r.status})" for i, r in records.items()}
     trees = []
     for upstream in [True, False] if direction == "both" else [direction == "upstream"]:
-        tree = Tree(f"{'upstream of' if upstream else 'downstream of'} {label(ws, graph.root, runs)}")
-        _grow(ws, graph, graph.root, tree, runs, upstream, {graph.root})
+        tree = Tree(f"{'upstream of' if upstream else 'downstream of'} {label(graph.root, runs)}")
+        _grow(graph, graph.root, tree, runs, upstream, {graph.root})
         trees.append(tree)
     return trees
 
 
-def _grow(
-    ws: Workspace, graph: LineageGraph, node: Node, tree: Tree, runs: dict[str, str], upstream: bool, seen: set[Node]
-) -> None:
+def _grow(graph: LineageGraph, node: Node, tree: Tree, runs: dict[str, str], upstream: bool, seen: set[Node]) -> None:
     edges = graph.upstream_of(node) if upstream else graph.downstream_of(node)
     for e in sorted(edges, key=lambda e: (e.relation, e.src_id, e.dst_id)):
         nxt = Node(e.src_kind, e.src_id) if upstream else Node(e.dst_kind, e.dst_id)
-        relation = "" if e.relation == nxt.kind else f"[dim]{e.relation}[/] "
-        branch = tree.add(f"{relation}{label(ws, nxt, runs)}")
+        relation = "" if e.relation == nxt.kind else f"[dim]{escape(e.relation)}[/] "
+        branch = tree.add(f"{relation}{label(nxt, runs)}")
         if nxt not in seen:
-            _grow(ws, graph, nxt, branch, runs, upstream, seen | {nxt})
+            _grow(graph, nxt, branch, runs, upstream, seen | {nxt})
 
 
 def lineage(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 
 from lockgate.cli._context import state
@@ -72,13 +73,15 @@ def show(
             return
         sig = mv.signature
         lines = [
-            f"[bold]{mv.uri}[/]" + (f"  aliases: {', '.join(mv.aliases)}" if mv.aliases else ""),
-            f"flavor {mv.flavor} ({sig.get('kind', '?')})  registered {to_iso(mv.created_at)} by {mv.created_by}",
+            f"[bold]{escape(mv.uri)}[/]" + escape(f"  aliases: {', '.join(mv.aliases)}" if mv.aliases else ""),
+            escape(
+                f"flavor {mv.flavor} ({sig.get('kind', '?')})  registered {to_iso(mv.created_at)} by {mv.created_by}"
+            ),
             f"artifact sha256 {mv.artifact_sha256}",
             f"from run {('runs:/' + mv.run_id) if mv.run_id else '(none)'}",
         ]
         if mv.features:
-            lines.append(f"features {', '.join(mv.features)}")
+            lines.append(escape(f"features {', '.join(mv.features)}"))
         st.output.print(Panel("\n".join(lines), title="model version", expand=False))
         if sig.get("inputs"):
             st.output.print(

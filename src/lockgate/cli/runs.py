@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 
 from lockgate.cli._context import state
@@ -121,11 +122,15 @@ def show(
             " (dirty, diff stored)" if record.git_dirty else ""
         )
     lines = [
-        f"[bold]{record.experiment}/{record.name}[/]  {record.uri}",
-        f"status {record.status}  by {record.actor}  started {to_iso(record.start_time)}  took {_duration(record)}",
-        f"code {code}",
-        f"environment {short(record.environment_hash, 12)}"
-        + (f"  ({env['python']}, {env['package_count']} packages)" if env else ""),
+        f"[bold]{escape(record.experiment)}/{escape(record.name)}[/]  {record.uri}",
+        escape(
+            f"status {record.status}  by {record.actor}  started {to_iso(record.start_time)}  took {_duration(record)}"
+        ),
+        escape(f"code {code}"),
+        escape(
+            f"environment {short(record.environment_hash, 12)}"
+            + (f"  ({env['python']}, {env['package_count']} packages)" if env else "")
+        ),
     ]
     if record.parent_id:
         lines.append(f"parent runs:/{record.parent_id}")
@@ -136,6 +141,8 @@ def show(
         st.output.print(
             table("metrics (latest)", ["key", "value"], [(k, f"{v:.6g}") for k, v in record.metrics.items()])
         )
+    if record.tags:
+        st.output.print(table("tags", ["key", "value"], record.tags.items()))
     if inputs or outputs:
         rows = [("input", e.src_id.split("@")[0], f"datasets:/{e.src_id[: e.src_id.index('@') + 13]}") for e in inputs]
         rows += [("output", e.dst_id, f"models:/{e.dst_id}") for e in outputs]
