@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         Output().error("aborted")
         return 1
+    except KeyboardInterrupt:
+        Output().error("interrupted")
+        return 130
     except typer.TyperException as exc:  # usage errors: unknown command, bad option
         show = getattr(exc, "show", None)
         if callable(show):
@@ -115,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             Output().error(str(exc))
         return 2
+    except Exception as exc:
+        if debug:
+            raise
+        Output().error(
+            f"lockgate hit an internal error ({type(exc).__name__}: {exc}); rerun with --debug and report it"
+        )
+        return 1
     return code if isinstance(code, int) else 0
 
 

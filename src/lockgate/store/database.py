@@ -8,7 +8,6 @@ one workspace would otherwise see. PostgreSQL goes through psycopg 3.
 
 from __future__ import annotations
 
-import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from lockgate.errors import ConfigError, UnavailableError
 
@@ -101,18 +100,6 @@ class Database:
         """Run ``callback`` once the current write transaction has committed."""
         conn.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
-    def run_write(self, work: Callable[[Connection], _T], *, retries: int = 5) -> _T:
-        """Run ``work`` in a write transaction, retrying serialization failures on PostgreSQL."""
-        for attempt in range(retries + 1):
-            try:
-                with self.write() as conn:
-                    return work(conn)
-            except DBAPIError as exc:
-                if attempt == retries or not _is_retryable(exc):
-                    raise
-                time.sleep(0.01 * 2**attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
-
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
         self.closed = False  # used again after dispose(): the engine reopens its pool
@@ -125,8 +112,24 @@ class Database:
             ) from None
         try:
             yield conn
+        except OperationalError as exc:
+            # Lost connections, a lock held past the busy timeout, a read-only file: the
+            # database is unavailable, whatever statement noticed it first.
+            raise UnavailableError(self._unavailable(exc)) from exc
         finally:
             conn.close()
+
+    def _unavailable(self, exc: OperationalError) -> str:
+        where = redact_url(self.url)
+        detail = _first_line(exc)
+        if "locked" in detail:
+            return (
+                f"the metadata database at {where} stayed locked by another writer for {_BUSY_TIMEOUT_S:.0f} s; "
+                "try again, or look for a hung lockgate process"
+            )
+        if "readonly" in detail.replace(" ", "").replace("-", ""):
+            return f"the metadata database at {where} is read-only ({detail}); open it with write access"
+        return f"the metadata database at {where} failed ({detail}); check that it is running and reachable"
 
     def dispose(self) -> None:
         """Close every pooled connection; background work (run heartbeats) stops using it."""
@@ -163,11 +166,6 @@ def _sqlite_engine(url: sa.engine.URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
-
-
-def _is_retryable(exc: DBAPIError) -> bool:
-    code = getattr(exc.orig, "sqlstate", None)
-    return code in {"40001", "40P01"}
 
 
 def _first_line(exc: BaseException) -> str:

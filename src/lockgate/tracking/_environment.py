@@ -10,10 +10,11 @@ import subprocess
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from lockgate.hashing import canonical_json, sha256_bytes, sha256_file
 
-__all__ = ["CodeState", "EnvironmentState", "capture_code", "capture_environment"]
+__all__ = ["CodeState", "EnvironmentState", "capture_code", "capture_environment", "redact_remote"]
 
 _LOCKFILES = ("requirements.lock", "uv.lock", "poetry.lock", "pdm.lock", "Pipfile.lock", "requirements.txt")
 _MAX_UNTRACKED_BYTES = 1 << 20
@@ -89,7 +90,24 @@ def capture_code(cwd: Path | None = None) -> CodeState:
 
 @functools.cache
 def _remote(root: Path) -> str:
-    return (_git(root, "config", "--get", "remote.origin.url") or "").strip()
+    return redact_remote((_git(root, "config", "--get", "remote.origin.url") or "").strip())
+
+
+def redact_remote(url: str) -> str:
+    """A remote URL without the credentials CI systems put in it (``https://token@host/…``).
+
+    >>> redact_remote("https://ci-token:glpat-SECRET@gitlab.example.com/team/fraud.git")
+    'https://gitlab.example.com/team/fraud.git'
+    >>> redact_remote("git@github.com:team/fraud.git")
+    'git@github.com:team/fraud.git'
+    """
+    if "://" not in url:
+        return url  # scp-like syntax: the user is the ssh login, not a secret
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def _working_tree_diff(root: Path, *, tracked: bool, untracked: list[str]) -> bytes:

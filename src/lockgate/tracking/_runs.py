@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import builtins
 import contextlib
+import itertools
 import os
 import re
 import socket
@@ -36,7 +37,7 @@ __all__ = ["ActiveRun", "ModelLogger", "RunList", "RunService"]
 
 _KEY = re.compile(r"[A-Za-z0-9_\-./: ]{1,256}")  # fullmatch: "$" lets a trailing newline in
 # Params are stored in plain text and shown everywhere: refuse what looks like a credential.
-_SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|credential)", re.IGNORECASE)
+_SECRET_ENDINGS = ("password", "passwd", "pwd", "secret", "token", "apikey", "privatekey", "accesskey", "credential")
 _HEARTBEAT_EVERY_MS = 30_000
 _STALE_HEARTBEAT_MS = 15 * 60_000
 _HOST = socket.gethostname()
@@ -87,6 +88,17 @@ class RunList(list[RunRecord]):
         return self.to_arrow().to_pandas()
 
 
+def looks_like_secret(key: str) -> bool:
+    """True for names like ``db_password``, ``API_KEY``, ``authToken``; not ``max_tokens`` or ``tokenizer``.
+
+    >>> [looks_like_secret(k) for k in ("db_password", "apiKey", "max_tokens", "tokenizer", "num_passes")]
+    [True, True, False, False, False]
+    """
+    segments = [s for s in re.split(r"[^a-z0-9]+", key.lower()) if s]
+    words = segments + [a + b for a, b in itertools.pairwise(segments)]
+    return any(w.endswith(_SECRET_ENDINGS) or w.rstrip("s").endswith(_SECRET_ENDINGS[-1]) for w in words)
+
+
 def _check_key(kind: str, key: str) -> None:
     if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise InvalidInputError(f"{kind} name {key!r} is not valid; use up to 256 letters, digits, spaces or _ - . / :")
@@ -104,13 +116,30 @@ def _param_values(params: Mapping[str, Any]) -> dict[str, str]:
     values = {}
     for key, value in params.items():
         _check_key("param", key)
-        if _SECRET_KEY.search(key):
+        if looks_like_secret(key):
             raise InvalidInputError(
                 f"param '{key}' looks like a secret, and params are stored in plain text; "
                 "pass secrets through the environment or a secret store, not as params"
             )
         values[key] = _text_value("param", key, value)
     return values
+
+
+def _metric_point(key: str, value: Any, step: Any, timestamp: Any) -> Metric:
+    """One validated metric point: every way into the metrics table goes through here."""
+    _check_key("metric", key)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"metric '{key}' must be a number, not {value!r}") from None
+    if isinstance(value, (str, bytes)):
+        raise InvalidInputError(f"metric '{key}' must be a number, not the text {value!r}")
+    try:
+        return Metric(key=key, value=number, step=int(step), timestamp=int(timestamp))
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"metric '{key}' needs an integer step and timestamp, not {step!r} and {timestamp!r}"
+        ) from None
 
 
 def _tag_values(tags: Mapping[str, Any]) -> dict[str, str]:
@@ -235,14 +264,7 @@ class ActiveRun:
         self._ensure_running()
         now = now_millis()
         ts = now if timestamp is None else int(timestamp)
-        points = []
-        for key, value in metrics.items():
-            _check_key("metric", key)
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise InvalidInputError(f"metric '{key}' must be a number, not {value!r}") from None
-            points.append(Metric(key=key, value=number, step=int(step), timestamp=ts))
+        points = [_metric_point(key, value, step, ts) for key, value in metrics.items()]
         if not points:
             return
         with self._db.write() as conn:
@@ -259,9 +281,7 @@ class ActiveRun:
         """Params, metric points and tags in one transaction: all of them are kept, or none."""
         self._ensure_running()
         param_values = _param_values(params or {})
-        points = list(metrics or [])
-        for m in points:
-            _check_key("metric", m.key)
+        points = [_metric_point(m.key, m.value, m.step, m.timestamp) for m in metrics or []]
         tag_values = _tag_values(tags or {})
         with self._db.write() as conn:
             if param_values:
@@ -278,6 +298,8 @@ class ActiveRun:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Tags, unlike params, may change."""
         values = _tag_values(tags)
+        if not values:
+            return
         with self._db.write() as conn:
             self._repo.set_tags(conn, self.id, values)
 
@@ -288,7 +310,7 @@ class ActiveRun:
         self._ensure_running()
         source = Path(path)
         if not source.exists():
-            raise NotFoundError(f"cannot log artifact: {source} does not exist")
+            raise NotFoundError(f"cannot log artifact {source}: it does not exist; check the path")
         prefix = safe_relpath(artifact_path) if artifact_path else None
         if source.is_dir():
             files = sorted(p for p in source.rglob("*") if p.is_file())
@@ -470,6 +492,9 @@ class RunService:
         run_id = uuid.uuid4().hex
         name = name or f"run-{run_id[:8]}"
         _check_key("run", name)
+        # Validated before anything is written: a refused param leaves no run behind.
+        param_values = _param_values(params or {})
+        tag_values = _tag_values(tags or {})
         parent_id = parent.id if isinstance(parent, ActiveRun) else (self.resolve(parent) if parent else None)
         code = capture_code(code_dir) if self._capture_code else None
         env = capture_environment()
@@ -537,6 +562,10 @@ class RunService:
                     )
                 )
             self._lineage.record(conn, edges)
+            if param_values:
+                self._repo.insert_params(conn, run_id, param_values)
+            if tag_values:
+                self._repo.set_tags(conn, run_id, tag_values)
             self._audit.record(
                 conn,
                 actor=self._actor,
@@ -559,14 +588,6 @@ class RunService:
         )
         _OPEN_RUNS.add(run)
         _ensure_heartbeat_thread()
-        try:
-            if params:
-                run.log_params(params)
-            if tags:
-                run.set_tags(tags)
-        except Exception:
-            run.end(RunStatus.FAILED)
-            raise
         return run
 
     # -- finding -----------------------------------------------------------------------------
