@@ -71,13 +71,18 @@ def table_hash(table: pa.Table) -> str:
     >>> b = pa.concat_tables([a.slice(0, 1), a.slice(1)])
     >>> table_hash(a) == table_hash(b)
     True
+    >>> strict = pa.table(a.columns, schema=pa.schema([pa.field("s", pa.string(), nullable=False), ("f", pa.float64())]))
+    >>> table_hash(strict) == table_hash(a)
+    True
     """
     canonical = layout_schema(table.schema, large=True)
     digest = hashlib.sha256(
         canonical_json(
             {
                 "rows": table.num_rows,
-                "columns": [[f.name, _type_key(f.type), f.nullable] for f in canonical],
+                # Nullability is a schema declaration, not content: the same values from a
+                # non-null Arrow schema and from pandas are the same data set.
+                "columns": [[f.name, _type_key(f.type)] for f in canonical],
             }
         )
     )
@@ -93,15 +98,13 @@ def _type_key(dtype: pa.DataType) -> str:
     """The type as text, without the names Arrow gives list items ('item', 'element')."""
     t = pa.types
     if t.is_large_list(dtype) or t.is_list(dtype) or t.is_fixed_size_list(dtype):
-        item = _type_key(dtype.value_type) + ("" if dtype.value_field.nullable else " not null")
+        item = _type_key(dtype.value_type)
         size = f"[{dtype.list_size}]" if t.is_fixed_size_list(dtype) else ""
         return f"list<{item}>{size}"
     if t.is_map(dtype):
         return f"map<{_type_key(dtype.key_type)}, {_type_key(dtype.item_type)}>"
     if t.is_struct(dtype):
-        inner = ", ".join(
-            f"{json.dumps(f.name)}: {_type_key(f.type)}{'' if f.nullable else ' not null'}" for f in dtype
-        )
+        inner = ", ".join(f"{json.dumps(f.name)}: {_type_key(f.type)}" for f in dtype)
         return f"struct<{inner}>"
     return str(dtype)
 

@@ -12,11 +12,38 @@ from dataclasses import dataclass
 
 from lockgate.errors import InvalidReferenceError
 
-__all__ = ["DatasetRef", "ModelRef", "Ref", "RunRef", "parse_model_ref", "parse_ref"]
+__all__ = [
+    "ALIAS_PATTERN",
+    "NAME_PATTERN",
+    "DatasetRef",
+    "ModelRef",
+    "Ref",
+    "RunRef",
+    "is_valid_alias",
+    "is_valid_name",
+    "parse_model_ref",
+    "parse_ref",
+]
 
-_NAME = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,255}"
+# One spelling of names (models, datasets) and aliases, so every name can be referenced.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,255}"
+ALIAS_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,127}"
+_NAME = NAME_PATTERN
 # Matched with fullmatch: ``$`` would also accept a trailing newline ("models:/fraud/1\n").
-_MODEL = re.compile(rf"models:/(?P<name>{_NAME})(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z][A-Za-z0-9_\-]{{0,127}}))")
+_MODEL = re.compile(rf"models:/(?P<name>{_NAME})(?:/(?P<version>\d+)|@(?P<alias>{ALIAS_PATTERN}))")
+_NAME_RE = re.compile(NAME_PATTERN)
+_ALIAS_RE = re.compile(ALIAS_PATTERN)
+
+
+def is_valid_name(name: object) -> bool:
+    """Whether ``name`` can name a model or a data set (and so appear in a reference)."""
+    return isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
+
+
+def is_valid_alias(alias: object) -> bool:
+    return isinstance(alias, str) and _ALIAS_RE.fullmatch(alias) is not None
+
+
 _RUN = re.compile(r"runs:/(?P<id>[0-9a-f]{4,32})")
 _DATASET = re.compile(rf"datasets:/(?P<name>{_NAME})(?:@(?P<hash>[0-9a-f]{{4,64}}|latest))?")
 

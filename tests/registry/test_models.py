@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
@@ -284,3 +286,24 @@ def test_a_model_logged_from_a_run_points_back_to_it(backend_ws: lg.Workspace, c
     assert mv.flavor == "sklearn"
     with pytest.raises(lg.ConflictError, match="already ended"):
         run.log_model(classifier, name="fraud")
+
+
+def test_a_hook_may_write_to_the_workspace_while_it_checks_a_move(ws: lg.Workspace) -> None:
+    mv = ws.models.register(DummyClassifier().fit([[0], [1]], [0, 1]), name="fraud")
+
+    class LogsItsDecision:
+        def before_alias_move(self, move: AliasMove) -> None:
+            with ws.start_run("gate", experiment="gates", params={"to": move.to_version}):
+                pass
+
+    ws.models.add_alias_hook(LogsItsDecision())
+    started = time.monotonic()
+    ws.models.set_alias("fraud", "champion", mv.version)
+    assert time.monotonic() - started < 10  # no wait on our own write lock
+    assert [r.name for r in ws.runs.search(experiment="gates")] == ["gate"]
+
+
+def test_registering_from_an_unknown_run_is_refused_clearly(ws: lg.Workspace) -> None:
+    with pytest.raises(lg.NotFoundError, match="run 'deadbeef' does not exist"):
+        ws.models.register(DummyClassifier().fit([[0], [1]], [0, 1]), name="fraud", run_id="deadbeef")
+    assert ws.models.list() == []

@@ -8,6 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+import lockgate as lg
 from lockgate.store import Database
 from lockgate.store import migrate as migrations
 from lockgate.store.schema import metadata
@@ -30,9 +31,27 @@ def test_upgraded_database_matches_schema_py(db: Database) -> None:
 
 
 def test_a_fresh_database_is_reported_behind_until_upgraded(db: Database) -> None:
-    with pytest.raises(Exception, match="lockgate db upgrade"):
+    with pytest.raises(lg.SchemaOutdatedError, match="lockgate db upgrade"):
         migrations.check_current(db)
     migrations.upgrade(db)
     migrations.check_current(db)
     assert migrations.current_revision(db) == migrations.head_revision()
+    db.dispose()
+
+
+def test_a_database_from_a_newer_lockgate_is_refused_with_advice(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    lg.Workspace.open(home).close()
+    db = Database(f"sqlite:///{home / 'lockgate.db'}")
+    with db.write() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    db.dispose()
+    with pytest.raises(lg.SchemaOutdatedError, match="written by a newer lockgate; upgrade lockgate"):
+        lg.Workspace.open(home)
+
+
+def test_an_unknown_target_revision_is_bad_input(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    with pytest.raises(lg.InvalidInputError, match="schema revision 'nosuchrev' is unknown"):
+        migrations.upgrade(db, "nosuchrev")
     db.dispose()

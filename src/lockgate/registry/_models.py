@@ -4,7 +4,6 @@ loading that proves the bytes are the ones registered."""
 from __future__ import annotations
 
 import builtins
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,9 +13,9 @@ from lockgate.artifacts import ArtifactStore
 from lockgate.audit import AuditLog
 from lockgate.clock import now_millis
 from lockgate.entities import LineageEdge, ModelVersion, NodeKind
-from lockgate.errors import InvalidInputError, LockgateError, NotFoundError, UserCodeError
+from lockgate.errors import ConflictError, InvalidInputError, LockgateError, NotFoundError, UserCodeError
 from lockgate.lineage import LineageService
-from lockgate.refs import ModelRef, parse_model_ref
+from lockgate.refs import ModelRef, is_valid_alias, is_valid_name, parse_model_ref
 from lockgate.registry._flavors import deserialize, flavor_of, serialize
 from lockgate.registry._signature import infer_signature
 from lockgate.registry.hooks import AliasHook, AliasMove
@@ -26,8 +25,6 @@ from lockgate.tracking import ActiveRun
 __all__ = ["ModelRegistry"]
 
 # Matched with fullmatch: "$" would let a trailing newline into a name or an alias.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,255}")
-_ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,127}")
 
 
 class ModelRegistry:
@@ -89,6 +86,10 @@ class ModelRegistry:
         flavor = flavor_of(model)
         now = now_millis()
         with self._db.write() as conn:
+            if run_id is not None and self._runs.resolve_id(conn, run_id) != [run_id]:
+                raise NotFoundError(
+                    f"run '{run_id}' does not exist, so no model can be registered from it; see: lockgate runs list --all"
+                )
             self._repo.ensure_model(conn, name, actor=self._actor, now=now)
             self._repo.lock_model(conn, name)
             version = self._repo.next_version(conn, name)
@@ -210,21 +211,26 @@ class ModelRegistry:
         self._move_alias(name, alias, None)
 
     def _move_alias(self, name: str, alias: str, version: int | None) -> ModelVersion:
-        if not _ALIAS.fullmatch(alias) or alias.isdigit() or alias == "latest":
+        if not is_valid_alias(alias) or alias == "latest":
             raise InvalidInputError(
                 f"alias {alias!r} is not valid; start with a letter, use letters, digits, '-' or '_'"
             )
-        with self._db.write() as conn:
+        # Hooks (promotion gates: user code that may read the workspace or log runs itself) run
+        # before the write transaction, so they never hold the database's write lock.
+        with self._db.read() as conn:
             current = self._repo.aliases(conn, name).get((name, alias))
-            if version is not None:
-                target = self._resolve(conn, ModelRef(name, version))
-            elif current is None:
-                raise NotFoundError(f"model '{name}' has no alias '{alias}'; see: lockgate models show {name}")
-            else:
-                target = self._resolve(conn, ModelRef(name, current))
-            move = AliasMove(name=name, alias=alias, from_version=current, to_version=version, actor=self._actor)
-            for hook in self._hooks:
-                _call_hook(hook, move)
+            target = self._alias_target(conn, name, alias, version, current)
+        move = AliasMove(name=name, alias=alias, from_version=current, to_version=version, actor=self._actor)
+        for hook in self._hooks:
+            _call_hook(hook, move)
+        with self._db.write() as conn:
+            now_current = self._repo.aliases(conn, name).get((name, alias))
+            if now_current != current:
+                raise ConflictError(
+                    f"{name}@{alias} moved to version {now_current} while this move was being checked; "
+                    "look at it again and retry"
+                )
+            target = self._alias_target(conn, name, alias, version, current)
             if version is None:
                 self._repo.delete_alias(conn, name, alias)
             else:
@@ -238,6 +244,15 @@ class ModelRegistry:
                 details={"alias": alias, "from": current, "to": version},
             )
         return target
+
+    def _alias_target(
+        self, conn: Connection, name: str, alias: str, version: int | None, current: int | None
+    ) -> ModelVersion:
+        if version is not None:
+            return self._resolve(conn, ModelRef(name, version))
+        if current is None:
+            raise NotFoundError(f"model '{name}' has no alias '{alias}'; see: lockgate models show {name}")
+        return self._resolve(conn, ModelRef(name, current))
 
     # -- deleting ----------------------------------------------------------------------------
 
@@ -271,14 +286,14 @@ def _call_hook(hook: AliasHook, move: AliasMove) -> None:
     except Exception as exc:
         where = f"{move.name}@{move.alias}"
         raise UserCodeError(
-            f"alias hook {type(hook).__name__} refused moving {where} to "
+            f"alias hook {type(hook).__name__} failed while checking the move of {where} to "
             f"{'nothing' if move.to_version is None else f'version {move.to_version}'} "
-            f"({type(exc).__name__}: {exc}); the alias was not changed"
+            f"({type(exc).__name__}: {exc}); the alias was not changed: fix the hook and retry"
         ) from exc
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not is_valid_name(name):
         raise InvalidInputError(
             f"model name {name!r} is not valid; start with a letter or digit, use letters, digits, '.', '-' or '_'"
         )

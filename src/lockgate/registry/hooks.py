@@ -1,13 +1,16 @@
 """Extension points of the model registry.
 
 Every alias move goes through one code path, which calls each registered hook before the
-move is written. A hook refuses a move by raising (promotion gates will do exactly that).
+move is written, outside the write transaction (a hook may read the workspace or log runs).
+A hook refuses a move by raising a :class:`~lockgate.errors.LockgateError`; any other
+exception is reported as the hook failing (promotion gates will plug in here).
 
+>>> from lockgate.errors import PermissionDenied
 >>> from lockgate.registry.hooks import AliasMove
 >>> class OnlyFromStaging:
 ...     def before_alias_move(self, move: AliasMove) -> None:
 ...         if move.alias == "champion" and move.from_version is None:
-...             raise PermissionError("champion must be set by promotion")
+...             raise PermissionDenied("champion must be set by promotion; move staging first")
 """
 
 from __future__ import annotations

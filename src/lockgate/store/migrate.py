@@ -10,13 +10,13 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lockgate.errors import SchemaOutdatedError
+from lockgate.errors import InvalidInputError, SchemaOutdatedError
 from lockgate.store.database import Database, redact_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["check_current", "current_revision", "head_revision", "upgrade"]
+__all__ = ["check_current", "current_revision", "head_revision", "known_revisions", "upgrade"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -45,15 +45,38 @@ def current_revision(db: Database) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
+
+
 def upgrade(db: Database, revision: str = "head") -> str:
     """Bring the schema to ``revision``; returns the revision it ended at."""
     from alembic import command
+    from alembic.util import CommandError
 
+    _refuse_newer(db)
+    if revision != "head" and revision not in known_revisions():
+        known = ", ".join(sorted(known_revisions()))
+        raise InvalidInputError(f"schema revision '{revision}' is unknown to this lockgate; use one of {known} or head")
     cfg = _config()
-    with db.write() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    try:
+        with db.write() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    except CommandError as exc:
+        raise InvalidInputError(f"cannot migrate {redact_url(db.url)} to {revision} ({exc})") from None
     return current_revision(db) or ""
+
+
+def _refuse_newer(db: Database) -> None:
+    current = current_revision(db)
+    if current is not None and current not in known_revisions():
+        raise SchemaOutdatedError(
+            f"the metadata database at {redact_url(db.url)} is at schema {current}, written by a newer lockgate; "
+            "upgrade lockgate to use it"
+        )
 
 
 def check_current(db: Database) -> None:
@@ -62,6 +85,7 @@ def check_current(db: Database) -> None:
     head = head_revision()
     if current == head:
         return
+    _refuse_newer(db)
     where = redact_url(db.url)
     if current is None:
         raise SchemaOutdatedError(

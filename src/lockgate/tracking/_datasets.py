@@ -15,7 +15,7 @@ from lockgate.clock import now_millis
 from lockgate.entities import DatasetVersion
 from lockgate.errors import InvalidInputError, NotFoundError
 from lockgate.hashing import table_hash
-from lockgate.refs import DatasetRef, parse_ref
+from lockgate.refs import DatasetRef, is_valid_name, parse_ref
 from lockgate.store import Database, DatasetRepository, RunRepository
 from lockgate.tables import schema_fields, to_arrow
 
@@ -122,5 +122,7 @@ class DatasetService:
 
 
 def _check_name(name: str) -> None:
-    if not name or len(name) > 256 or "/" in name or "@" in name:
-        raise InvalidInputError(f"dataset name {name!r} is not valid; use letters, digits, '-', '_' or '.'")
+    if not is_valid_name(name):
+        raise InvalidInputError(
+            f"dataset name {name!r} is not valid; start with a letter or digit and use letters, digits, '.', '-' or '_'"
+        )
