@@ -213,3 +213,28 @@ def test_two_workspaces_on_one_database_share_the_audit_key_through_a_setting(
     assert first.audit.verify().ok
     first.close()
     second.close()
+
+
+def test_verify_while_others_keep_appending_reports_no_false_tampering(backend_ws: lg.Workspace) -> None:
+    with backend_ws.start_run("seed", experiment="busy"):
+        pass
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            while not stop.is_set():
+                with backend_ws.start_run("busy", experiment="busy"):
+                    pass
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        reports = [backend_ws.audit.verify() for _ in range(15)]
+    finally:
+        stop.set()
+        thread.join()
+    assert failures == []
+    assert all(r.ok for r in reports), [r.reason for r in reports if not r.ok]

@@ -64,10 +64,6 @@ class AuditRepository:
         rows = conn.execute(query.order_by(t.audit_events.c.seq.desc()).limit(limit)).mappings()
         return [AuditEvent(**dict(r)) for r in rows]
 
-    def event_at(self, conn: Connection, seq: int) -> AuditEvent | None:
-        row = conn.execute(sa.select(t.audit_events).where(t.audit_events.c.seq == seq)).mappings().first()
-        return AuditEvent(**dict(row)) if row else None
-
     def head(self, conn: Connection) -> tuple[int, str]:
         row = conn.execute(sa.select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1)).first()
         return (int(row[0]), str(row[1])) if row else (0, GENESIS)
