@@ -267,15 +267,6 @@ class ArtifactStore:
         with self._guard(sha256), self.open(sha256) as fh:
             return sha256_stream(fh)[0] == sha256
 
-    @staticmethod
-    def verify_file(path: Path, sha256: str) -> None:
-        with open(path, "rb") as fh:
-            actual = sha256_stream(fh)[0]
-        if actual != sha256:
-            raise IntegrityError(
-                f"artifact {sha256[:12]} is corrupted (its bytes hash to {actual[:12]}); restore it or log it again"
-            )
-
     def _corrupted(self, sha256: str, actual: str) -> str:
         return (
             f"artifact {sha256[:12]} in {self.root} is corrupted (its bytes hash to {actual[:12]}); "
@@ -296,6 +287,14 @@ class ArtifactStore:
             name = str(path).rsplit("/", 1)[-1]
             if _is_sha256(name) and str(path).endswith(self._key(name)):
                 yield StoredObject(name, int(info.get("size") or 0), _mtime(info))
+
+    def modified(self, sha256: str) -> float | None:
+        """When the object was last written (epoch seconds), None if it is gone or unknown."""
+        try:
+            with self._guard(sha256):
+                return _mtime(self._fs.info(self._path(sha256)))
+        except NotFoundError:
+            return None
 
     def delete(self, sha256: str) -> None:
         path = self._path(sha256)

@@ -180,24 +180,38 @@ class Workspace:
     # -- housekeeping ------------------------------------------------------------------------
 
     def gc(self, *, dry_run: bool = False, older_than_s: float = 3600.0) -> GcReport:
-        """Remove stored objects no record points to.
+        """Remove stored objects no live record points to: orphans of interrupted writes, and
+        the bytes of deleted model versions.
 
         Objects younger than ``older_than_s`` are kept: a writer stores bytes first and
-        commits the record after, and gc must not collect bytes in between.
+        commits the record after, and gc must not collect bytes in between. Each candidate is
+        checked again (references and age) just before it is deleted.
         """
+        repo = RunRepository()
         with self.db.read() as conn:
-            referenced = RunRepository().referenced_artifacts(conn)
+            referenced = repo.referenced_artifacts(conn)
         cutoff = time.time() - older_than_s
-        scanned = unreferenced = removed = freed = 0
+        scanned = 0
+        candidates = []
         for obj in self.artifacts.iter_objects():
             scanned += 1
+            if obj.sha256 not in referenced:
+                candidates.append(obj)
+        with self.db.read() as conn:
+            referenced = repo.referenced_artifacts(conn)  # records committed while we listed
+        removed: list[str] = []
+        freed = 0
+        for obj in candidates:
             if obj.sha256 in referenced:
                 continue
-            unreferenced += 1
-            if obj.modified is not None and obj.modified > cutoff:
-                continue
+            modified = self.artifacts.modified(obj.sha256)
+            if modified is None or modified > cutoff:
+                continue  # gone already, or written again since it was listed
             if not dry_run:
                 self.artifacts.delete(obj.sha256)
-            removed += 1
+            removed.append(obj.sha256)
             freed += obj.size
-        return GcReport(scanned, unreferenced, removed, freed, dry_run)
+        if removed and not dry_run:
+            with self.db.write() as conn:
+                repo.forget_artifacts(conn, removed)
+        return GcReport(scanned, len(candidates), len(removed), freed, dry_run)

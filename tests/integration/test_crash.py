@@ -139,3 +139,19 @@ def test_a_run_that_logs_nothing_for_a_while_still_shows_it_is_alive(
     ended = heartbeat_at(run.id)
     time.sleep(0.2)
     assert heartbeat_at(run.id) == ended  # an ended run stops beating
+
+
+@pytest.mark.parametrize(("tail", "status"), [("raise SystemExit(0)", "FINISHED"), ("1 / 0", "FAILED")])
+def test_a_run_left_open_ends_with_the_script(tmp_path: Path, tail: str, status: str) -> None:
+    script = (
+        "import sys, lockgate as lg\n"
+        "ws = lg.Workspace.open(sys.argv[1])\n"
+        "run = ws.start_run('forgotten', experiment='exit')\n"
+        "print(run.id, flush=True)\n" + tail + "\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "ws")], capture_output=True, text=True, timeout=60, check=False
+    )
+    run_id = done.stdout.strip()
+    with lg.Workspace.open(tmp_path / "ws") as ws:
+        assert ws.runs.get(run_id).status == status

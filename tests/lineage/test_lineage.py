@@ -107,3 +107,18 @@ def test_lineage_starts_only_from_references_it_knows(ws: lg.Workspace) -> None:
         ws.lineage_of("models:/fraud/1")
     with pytest.raises(lg.NotFoundError):
         ws.lineage_of("datasets:/transactions@abcd")
+
+
+def test_untracked_secret_files_are_recorded_by_hash_only(capturing: lg.Workspace, repo: Path) -> None:
+    (repo / ".env").write_text("DB_PASSWORD=hunter2\n")
+    (repo / "server.key").write_text("-----BEGIN PRIVATE KEY-----\n")
+    (repo / "notes.py").write_text("print('kept')\n")
+    with capturing.runs.start("train", experiment="fraud", code_dir=repo) as run:
+        pass
+    record = capturing.runs.get(run.id)
+    assert record.code_diff_sha256 is not None
+    diff = capturing.artifacts.get_bytes(record.code_diff_sha256)
+    assert b"print('kept')" in diff
+    assert b"hunter2" not in diff
+    assert b"PRIVATE KEY" not in diff
+    assert b"--- untracked: .env\n<" in diff

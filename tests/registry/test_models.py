@@ -307,3 +307,15 @@ def test_registering_from_an_unknown_run_is_refused_clearly(ws: lg.Workspace) ->
     with pytest.raises(lg.NotFoundError, match="run 'deadbeef' does not exist"):
         ws.models.register(DummyClassifier().fit([[0], [1]], [0, 1]), name="fraud", run_id="deadbeef")
     assert ws.models.list() == []
+
+
+def test_gc_frees_the_bytes_of_a_deleted_version_and_keeps_the_rest(ws: lg.Workspace) -> None:
+    ws.models.register(DummyClassifier(strategy="most_frequent").fit([[0], [1]], [0, 1]), name="fraud")
+    ws.models.register(DummyClassifier(strategy="prior").fit([[0], [1], [2]], [0, 1, 1]), name="fraud")
+    doomed = ws.models.get("models:/fraud/1").artifact_sha256
+    ws.models.delete("fraud", 1)
+    report = ws.gc(older_than_s=0)
+    assert report.removed == 1
+    assert not ws.artifacts.exists(doomed)
+    assert ws.models.load("models:/fraud/2").predict([[0]]).tolist() == [1]
+    assert ws.gc(older_than_s=0).removed == 0

@@ -226,10 +226,9 @@ class RunRepository:
         return dict(row) if row else None
 
     def referenced_artifacts(self, conn: Connection) -> set[str]:
-        """Every artifact digest some record points to."""
+        """Every artifact digest a live record points to (run files, models, data sets, code, environments)."""
         found: set[str] = set()
         for column in (
-            t.artifacts.c.sha256,
             t.run_artifacts.c.sha256,
             t.model_versions.c.artifact_sha256,
             t.datasets.c.artifact_sha256,
@@ -240,6 +239,11 @@ class RunRepository:
                 str(v) for v in conn.execute(sa.select(column).where(column.is_not(None)).distinct()).scalars()
             )
         return found
+
+    def forget_artifacts(self, conn: Connection, digests: Sequence[str]) -> None:
+        """Drop the records of objects gc removed (only those no live record points to)."""
+        for chunk in _chunks(list(digests), 500):
+            conn.execute(sa.delete(t.artifacts).where(t.artifacts.c.sha256.in_(chunk)))
 
 
 _METRIC_COLUMNS = ("run_id", "key", "value", "step", "timestamp")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import platform
+import re
 import subprocess
 from dataclasses import dataclass
 from importlib import metadata
@@ -18,6 +19,7 @@ __all__ = ["CodeState", "EnvironmentState", "capture_code", "capture_environment
 
 _LOCKFILES = ("requirements.lock", "uv.lock", "poetry.lock", "pdm.lock", "Pipfile.lock", "requirements.txt")
 _MAX_UNTRACKED_BYTES = 1 << 20
+_MAX_UNTRACKED_TOTAL = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,17 +126,36 @@ def _working_tree_diff(root: Path, *, tracked: bool, untracked: list[str]) -> by
                     stdin=subprocess.DEVNULL,
                 ).stdout
             )
+    budget = _MAX_UNTRACKED_TOTAL
     for name in sorted(untracked):
         path = root / name
         try:
-            if path.is_file() and path.stat().st_size <= _MAX_UNTRACKED_BYTES:
-                body = path.read_bytes()
+            size = path.stat().st_size
+            if not path.is_file():
+                continue
+            # Secret files (.env, keys) and big files are recorded by name and hash only: the
+            # diff is stored as an artifact, and secrets must never reach one.
+            if _looks_secret(name) or size > _MAX_UNTRACKED_BYTES or size > budget:
+                body = f"<{size} bytes, sha256 {sha256_file(path)}, content not stored>".encode()
             else:
-                body = f"<{path.stat().st_size} bytes, sha256 {sha256_file(path)}>".encode()
+                body = path.read_bytes()
+                budget -= size
         except OSError:
             continue
         parts.append(b"\n--- untracked: " + name.encode() + b"\n" + body)
     return b"".join(parts)
+
+
+_SECRET_FILES = re.compile(
+    r"(^|/)(\.env(\..*)?|\.netrc|\.pypirc|\.npmrc|id_[a-z0-9]+|[^/]*(secret|credential|token|password)[^/]*"
+    r"|[^/]*\.(pem|key|p12|pfx|jks|keystore|kdbx))$",
+    re.IGNORECASE,
+)
+
+
+def _looks_secret(name: str) -> bool:
+    """``.env``, ``.env.local``, ``id_rsa``, ``server.key``, ``gcp-credentials.json``…"""
+    return _SECRET_FILES.search(name) is not None
 
 
 @functools.cache

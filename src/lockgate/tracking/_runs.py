@@ -9,6 +9,7 @@ import itertools
 import os
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -446,11 +447,25 @@ def _beat_forever() -> None:
                 run._heartbeat()
 
 
+_uncaught: list[BaseException] = []
+_previous_excepthook = sys.excepthook
+
+
+def _remember_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    _uncaught.append(exc)
+    _previous_excepthook(kind, exc, tb)
+
+
+sys.excepthook = _remember_uncaught
+
+
 @atexit.register
 def _end_open_runs() -> None:
+    # A script that dies of an uncaught exception failed, even if it never closed its run.
+    status = RunStatus.FAILED if _uncaught else RunStatus.FINISHED
     for run in list(_OPEN_RUNS):
         with contextlib.suppress(Exception):  # best effort at interpreter exit
-            run.end(RunStatus.FINISHED)
+            run.end(status)
 
 
 class RunService:
