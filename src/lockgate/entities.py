@@ -32,10 +32,6 @@ class RunStatus(StrEnum):
     KILLED = "KILLED"
     CRASHED = "CRASHED"
 
-    @property
-    def is_terminal(self) -> bool:
-        return self is not RunStatus.RUNNING
-
 
 class NodeKind(StrEnum):
     """The kinds of thing a lineage edge can connect."""

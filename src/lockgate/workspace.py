@@ -164,8 +164,7 @@ class Workspace:
         """The runs around ``ref`` as OpenLineage RunEvents (dicts, ready for JSON)."""
         graph = self.lineage_of(ref, direction=direction)
         run_ids = [n.id for n in graph.nodes if n.kind == NodeKind.RUN]
-        with self.db.read() as conn:
-            runs = {r.id: r for r in RunRepository().get(conn, run_ids)}
+        runs = self.run_records(run_ids)
         datasets: dict[str, DatasetVersion] = {}
         for n in graph.nodes:
             if n.kind == NodeKind.DATASET:

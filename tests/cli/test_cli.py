@@ -139,7 +139,10 @@ def test_lineage_formats(home: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "second" in text
     assert cli(home, "lineage", "models:/fraud/1", "--format", "json") == 0
     graph = out_json(capsys)
-    assert {"kind": "dataset", "id": graph["nodes"][1]["id"]} in graph["nodes"]
+    assert graph["root"] == "model_version:fraud/1"
+    kinds = {n["kind"] for n in graph["nodes"]}
+    assert {"model_version", "run", "dataset", "artifact", "environment"} <= kinds
+    assert any(e["relation"] == "input:training" and e["from"].startswith("dataset:tx@") for e in graph["edges"])
     assert cli(home, "lineage", "models:/fraud/1", "--upstream", "--format", "openlineage") == 0
     events = out_json(capsys)
     assert [e["eventType"] for e in events] == ["START", "COMPLETE"]

@@ -337,3 +337,15 @@ def test_log_batch_checks_metric_values_like_log_metric(ws: lg.Workspace) -> Non
             run.log_metric("auc", "0.9")  # type: ignore[arg-type]
         run.set_tags({})  # nothing to write is not an error
     assert ws.runs.get(run.id).metrics == {}
+
+
+def test_facts_attach_to_a_dataset_version_and_are_audited(backend_ws: lg.Workspace) -> None:
+    version = backend_ws.datasets.log(pa.table({"amount": [1.0, 2.0]}), name="transactions")
+    backend_ws.datasets.add_fact(version.uri, "contract", {"name": "transactions", "version": 3, "passed": True})
+    facts = backend_ws.datasets.facts(f"datasets:/transactions@{version.content_hash}")
+    assert [(f["key"], f["value"]) for f in facts] == [
+        ("contract", {"name": "transactions", "version": 3, "passed": True})
+    ]
+    assert backend_ws.audit.events(limit=1)[0].action == "dataset.fact_added"
+    with pytest.raises(lg.NotFoundError):
+        backend_ws.datasets.add_fact("datasets:/nope", "contract", {})

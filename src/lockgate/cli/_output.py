@@ -8,13 +8,17 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["Output", "human_bytes", "short", "table"]
+__all__ = ["JsonOpt", "Output", "human_bytes", "short", "table"]
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output, nothing else on stdout.")]
 
 
 def _console(*, stderr: bool = False) -> Console:

@@ -30,7 +30,10 @@ def verify(
             raise typer.Exit(1)
         return
     if not report.ok:
-        raise AuditChainBroken(f"audit event {report.first_broken_seq} does not verify: {report.reason}")
+        raise AuditChainBroken(
+            f"audit event {report.first_broken_seq} does not verify: {report.reason}; "
+            "restore the database from a backup and find who changed it with: lockgate audit log"
+        )
     st.output.print(f"audit log ok: {report.events_checked} events verified, head at {report.head_seq}")
 
 

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.panel import Panel
 
 from lockgate.cli._context import state
-from lockgate.cli._output import short, table
+from lockgate.cli._output import JsonOpt, short, table
 from lockgate.clock import to_iso
 from lockgate.errors import InvalidInputError
 from lockgate.refs import parse_model_ref
@@ -17,8 +17,6 @@ from lockgate.refs import parse_model_ref
 __all__ = ["app"]
 
 app = typer.Typer(help="Registered models: list, show, alias, delete.\n\nExample: lockgate models show fraud")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output, nothing else on stdout.")]
 
 
 @app.command("list")

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.panel import Panel
 
 from lockgate.cli._context import state
-from lockgate.cli._output import human_bytes, short, table
+from lockgate.cli._output import JsonOpt, human_bytes, short, table
 from lockgate.clock import to_iso
 from lockgate.entities import RunRecord
 
@@ -17,7 +17,6 @@ __all__ = ["app"]
 
 app = typer.Typer(help="Runs: list, show, compare, search, delete.\n\nExample: lockgate runs list --experiment fraud")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output, nothing else on stdout.")]
 ExperimentOpt = Annotated[str | None, typer.Option("--experiment", "-e", help="Only runs of this experiment.")]
 
 

@@ -55,8 +55,8 @@ class Database:
         try:
             parsed = sa.engine.make_url(url)
         except sa.exc.ArgumentError:
-            raise ConfigError(
-                f"database URL '{url}' is not valid; use sqlite:///path/to/file.db or postgresql://user@host/db"
+            raise ConfigError(  # the URL itself is not echoed: it may hold a password
+                "the database URL is not valid; use sqlite:///path/to/file.db or postgresql://user@host/db"
             ) from None
         self.url = url
         self.dialect = parsed.get_backend_name()

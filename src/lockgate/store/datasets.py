@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from lockgate.entities import DatasetVersion
+from lockgate.errors import InvalidInputError
 from lockgate.store import schema as t
 from lockgate.store.dialect import insert_ignore
 
@@ -30,8 +31,12 @@ class DatasetRepository:
         query = sa.select(t.datasets).where(t.datasets.c.name == name)
         if hash_prefix:
             query = query.where(t.datasets.c.content_hash.like(f"{hash_prefix}%"))
-        row = conn.execute(query.order_by(t.datasets.c.id.desc()).limit(1)).mappings().first()
-        return _version(row) if row else None
+        rows = conn.execute(query.order_by(t.datasets.c.id.desc()).limit(2)).mappings().all()
+        if hash_prefix and len(rows) > 1:
+            raise InvalidInputError(
+                f"hash prefix '{hash_prefix}' matches several versions of data set '{name}'; type more characters"
+            )
+        return _version(rows[0]) if rows else None
 
     def versions(self, conn: Connection, name: str | None = None) -> list[DatasetVersion]:
         query = sa.select(t.datasets)

@@ -133,7 +133,7 @@ class RunRepository:
             cursor.close()
         for values in metrics.values():
             for key, value in values.items():
-                if value is None:  # NaN is stored as NULL (see NanFloat)
+                if value is None:  # NaN is stored as NULL (see schema.MetricValue)
                     values[key] = math.nan
         out = []
         for r in rows:
@@ -166,7 +166,7 @@ class RunRepository:
     def insert_metrics(self, conn: Connection, run_id: str, points: Sequence[Metric]) -> None:
         # The hottest write lockgate has: straight to the driver, skipping SQLAlchemy's per-row
         # parameter processing (which cost more than SQLite's own insert). NaN is stored as NULL,
-        # as NanFloat does on every other path.
+        # as MetricValue does on every other path.
         conn.exec_driver_sql(
             driver_insert_sql(conn, t.metrics, _METRIC_COLUMNS),
             [(run_id, p.key, None if p.value != p.value else p.value, p.step, p.timestamp) for p in points],

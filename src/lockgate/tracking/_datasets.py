@@ -104,13 +104,49 @@ class DatasetService:
         hash_prefix = None if parsed.hash in (None, "latest") else parsed.hash
         with self._db.read() as conn:
             found = self._repo.find(conn, parsed.name, hash_prefix)
+            if found is None:
+                known = [v.content_hash[:12] for v in self._repo.versions(conn, parsed.name)][:5]
         if found is None:
-            raise NotFoundError(f"dataset '{ref}' does not exist; see: lockgate data versions {parsed.name}")
+            hint = f"its versions: {', '.join(known)}" if known else f"no data set named '{parsed.name}' was logged"
+            raise NotFoundError(f"dataset '{ref}' does not exist ({hint}); check the name and hash")
         return found
 
     def versions(self, name: str | None = None) -> list[DatasetVersion]:
         with self._db.read() as conn:
             return self._repo.versions(conn, name)
+
+    def add_fact(self, ref: str, key: str, value: Any) -> None:
+        """Attach a fact to a data set version, audited (e.g. which contract version it passed).
+
+        >>> import pyarrow as pa, lockgate as lg, tempfile
+        >>> ws = lg.Workspace.open(tempfile.mkdtemp())
+        >>> v = ws.datasets.log(pa.table({"x": [1]}), name="tiny")
+        >>> ws.datasets.add_fact(v.uri, "contract", {"name": "tiny", "version": 1})
+        >>> [f["value"]["version"] for f in ws.datasets.facts(v.uri)]
+        [1]
+        """
+        if not isinstance(key, str) or not key or len(key) > 256:
+            raise InvalidInputError(f"fact key {key!r} is not valid; use a short non-empty name like 'contract'")
+        version = self.get(ref)
+        with self._db.write() as conn:
+            self._repo.add_fact(conn, version.id, key, value, actor=self._actor, now=now_millis())
+            self._audit.record(
+                conn,
+                actor=self._actor,
+                action="dataset.fact_added",
+                object_kind="dataset",
+                object_id=version.node_id,
+                details={"key": key},
+            )
+
+    def facts(self, ref: str) -> list[dict[str, Any]]:
+        """The facts attached to a data set version, oldest first."""
+        version = self.get(ref)
+        with self._db.read() as conn:
+            return [
+                {"key": f["key"], "value": f["value"], "created_at": f["created_at"], "created_by": f["created_by"]}
+                for f in self._repo.facts(conn, version.id)
+            ]
 
     def load(self, ref: str) -> pa.Table:
         """The stored rows of a dataset version, hash-verified."""
