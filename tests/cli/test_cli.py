@@ -111,6 +111,7 @@ def test_unknown_version_is_one_sentence_and_exit_2(home: Path, capsys: pytest.C
         (["models", "show", "models:/fraud@staging"], "has no alias 'staging' (aliases: champion"),
         (["lineage", "models:fraud"], "is not a reference"),
         (["runs", "search", "metrics.auc >"], "search filter"),
+        (["runs", "compare", "ffffffff"], "at least two runs"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_sentence(
@@ -137,7 +138,7 @@ def test_lineage_formats(home: Path, capsys: pytest.CaptureFixture[str]) -> None
     text = capsys.readouterr().out
     assert "upstream of" in text
     assert "second" in text
-    assert cli(home, "lineage", "models:/fraud/1", "--format", "json") == 0
+    assert cli(home, "lineage", "models:/fraud/1", "--json") == 0
     graph = out_json(capsys)
     assert graph["root"] == "model_version:fraud/1"
     kinds = {n["kind"] for n in graph["nodes"]}

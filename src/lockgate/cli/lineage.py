@@ -85,12 +85,15 @@ def lineage(
     upstream: Annotated[bool, typer.Option("--upstream", help="Only what REF came from.")] = False,
     downstream: Annotated[bool, typer.Option("--downstream", help="Only what REF fed.")] = False,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="text, json or openlineage (RunEvents).")] = Format.text,
+    as_json: Annotated[bool, typer.Option("--json", help="The same as --format json.")] = False,
 ) -> None:
     """Walk lineage from a model, run or dataset.
 
     Example: lockgate lineage models:/fraud@champion --upstream
     """
     st = state(ctx)
+    if as_json and fmt is Format.text:
+        fmt = Format.json
     ws = st.workspace()
     direction: Literal["upstream", "downstream", "both"] = (
         "upstream" if upstream and not downstream else "downstream" if downstream and not upstream else "both"

@@ -12,6 +12,7 @@ from lockgate.cli._context import state
 from lockgate.cli._output import JsonOpt, human_bytes, short, table
 from lockgate.clock import to_iso
 from lockgate.entities import RunRecord
+from lockgate.errors import InvalidInputError
 
 __all__ = ["app"]
 
@@ -164,6 +165,8 @@ def compare(
 ) -> None:
     """Params and metrics of several runs side by side; differing params are marked."""
     st = state(ctx)
+    if len(runs) < 2:
+        raise InvalidInputError("give at least two runs to compare, e.g. lockgate runs compare 1a2b3c4d 5e6f7a8b")
     ws = st.workspace()
     records = [ws.runs.get(r) for r in runs]
     params = sorted({k for r in records for k in r.params})
