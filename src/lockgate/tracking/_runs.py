@@ -41,6 +41,8 @@ _KEY = re.compile(r"[A-Za-z0-9_\-./: ]{1,256}")  # fullmatch: "$" lets a trailin
 _SECRET_ENDINGS = ("password", "passwd", "pwd", "secret", "token", "apikey", "privatekey", "accesskey", "credential")
 _HEARTBEAT_EVERY_MS = 30_000
 _STALE_HEARTBEAT_MS = 15 * 60_000
+
+
 def _process_host() -> str:
     """Where a pid means something: the host name plus the PID namespace, because containers
     often share a host name but not their process table."""
