@@ -13,6 +13,7 @@ from lockgate.config import Settings
 from lockgate.entities import DatasetVersion, Metric, ModelVersion, RunRecord, RunStatus
 from lockgate.errors import (
     AuditChainBroken,
+    CheckFailed,
     ConfigError,
     ConflictError,
     IntegrityError,
@@ -26,14 +27,17 @@ from lockgate.errors import (
     UnavailableError,
     UserCodeError,
 )
+from lockgate.pipelines import DataRef, Pipeline, PipelineResult, pipeline, run_pipeline, step
 from lockgate.tracking import ActiveRun
 from lockgate.workspace import Workspace
 
 __all__ = [
     "ActiveRun",
     "AuditChainBroken",
+    "CheckFailed",
     "ConfigError",
     "ConflictError",
+    "DataRef",
     "DatasetVersion",
     "IntegrityError",
     "InvalidInputError",
@@ -44,6 +48,8 @@ __all__ = [
     "NotFoundError",
     "ParamConflictError",
     "PermissionDenied",
+    "Pipeline",
+    "PipelineResult",
     "RunRecord",
     "RunStatus",
     "SchemaOutdatedError",
@@ -52,4 +58,7 @@ __all__ = [
     "UserCodeError",
     "Workspace",
     "__version__",
+    "pipeline",
+    "run_pipeline",
+    "step",
 ]

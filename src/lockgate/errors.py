@@ -11,6 +11,7 @@ The tree::
     │   └── ConfigError                      settings or ``lockgate.toml`` are invalid
     ├── IntegrityError                       stored bytes or records fail their hash check
     │   └── AuditChainBroken                 the audit chain no longer verifies
+    ├── CheckFailed                          a check the user asked for did not pass (CI checks)
     ├── UnavailableError                     a database, object store or service cannot be reached
     │   └── SchemaOutdatedError              the metadata database needs ``lockgate db upgrade``
     ├── PermissionDenied                     the acting identity may not do this
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuditChainBroken",
+    "CheckFailed",
     "ConfigError",
     "ConflictError",
     "IntegrityError",
@@ -78,6 +80,12 @@ class IntegrityError(LockgateError):
 
 class AuditChainBroken(IntegrityError):
     """The audit chain no longer verifies."""
+
+
+class CheckFailed(LockgateError):
+    """A check the user asked for did not pass (``lockgate pipeline check``)."""
+
+    exit_code = 1
 
 
 class UnavailableError(LockgateError):

@@ -20,7 +20,7 @@ from lockgate.config import CONFIG_FILE, Settings
 from lockgate.entities import DatasetVersion, NodeKind, RunRecord
 from lockgate.errors import InvalidReferenceError
 from lockgate.lineage import LineageGraph, LineageService, Node, openlineage_events
-from lockgate.refs import DatasetRef, ModelRef, RunRef, parse_ref
+from lockgate.refs import DatasetRef, ModelRef, RunRef, is_valid_name, parse_ref
 from lockgate.registry import ModelRegistry
 from lockgate.store import Database, RunRepository
 from lockgate.store import migrate as migrations
@@ -169,6 +169,8 @@ class Workspace:
         for n in graph.nodes:
             if n.kind == NodeKind.DATASET:
                 name, _, digest = n.id.partition("@")
+                if not is_valid_name(name):
+                    continue  # outside data a pipeline read by path (a DataRef): exported by name only
                 datasets[n.id] = self.datasets.get(f"datasets:/{name}@{digest}")
         return openlineage_events(graph, runs, datasets)
 

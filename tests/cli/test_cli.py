@@ -230,3 +230,67 @@ def test_user_values_are_never_read_as_markup(tmp_path: Path, capsys: pytest.Cap
     assert "[bold]not bold[/]" in out
     assert cli(tmp_path / "ws", "runs", "show", "[/]") == 2
     assert "'[/]' is not a run id" in capsys.readouterr().err
+
+
+def test_pipeline_check_and_run_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(lg.__file__).parent / "examples" / "fraud" / "pipeline.py"
+    assert main(["pipeline", "check", str(example), "--json"]) == 0
+    (dag,) = out_json(capsys)
+    assert dag["check"] == "dag"
+    assert dag["ok"] is True
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "flow.py").write_text(
+        "from lockgate.pipelines import pipeline, step\n"
+        "@step\ndef make(n: int) -> list[int]:\n    return list(range(n))\n"
+        "@step\ndef total(xs: list[int]) -> dict[str, float]:\n    return {'total': float(sum(xs))}\n"
+        "@step\ndef shout(text: str) -> str:\n    return text.upper()\n"
+        "@pipeline\ndef flow(n: int = 3):\n    return total(make(n))\n"
+        "@pipeline\ndef broken():\n    return shout(make(2))\n"
+    )
+    home = tmp_path / "ws"
+    assert (
+        main(
+            [
+                "--home",
+                str(home),
+                "pipeline",
+                "run",
+                f"{project / 'flow.py'}:flow",
+                "--param",
+                "n=5",
+                "--executor",
+                "inline",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    ran = out_json(capsys)
+    assert [s["status"] for s in ran["steps"]] == ["SUCCEEDED", "SUCCEEDED"]
+    assert lg.Workspace.open(home).runs.get(ran["run_id"]).metrics == {"total": 10.0}
+    assert (
+        main(
+            [
+                "--home",
+                str(home),
+                "pipeline",
+                "run",
+                f"{project / 'flow.py'}:flow",
+                "-p",
+                "n=5",
+                "--executor",
+                "inline",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert [s["status"] for s in out_json(capsys)["steps"]] == ["CACHED", "CACHED"]
+    # A type mismatch fails the check (exit 1); a bad parameter is bad input (exit 2).
+    assert main(["pipeline", "check", f"{project / 'flow.py'}:broken"]) == 1
+    assert "shout(text: str) receives make's list" in capsys.readouterr().err
+    assert main(["--home", str(home), "pipeline", "run", f"{project / 'flow.py'}:flow", "-p", "n=many"]) == 2
+    assert "must be int, not 'many'" in capsys.readouterr().err
+    assert main(["pipeline", "run", str(project / "flow.py")]) == 2
+    assert "defines several pipelines" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from lockgate._version import __version__
-from lockgate.cli import audit, db, models, runs
+from lockgate.cli import audit, db, models, pipeline, runs
 from lockgate.cli._context import State, state
 from lockgate.cli._output import Output, human_bytes
 from lockgate.cli.demo import demo
@@ -36,6 +36,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
+app.add_typer(pipeline.app, name="pipeline")
 app.command("lineage")(lineage)
 app.command("demo")(demo)
 

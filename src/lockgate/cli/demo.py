@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import typer
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -22,7 +23,10 @@ from lockgate.cli._output import Output, human_bytes, short, table
 from lockgate.cli.lineage import render
 from lockgate.errors import ConflictError, InvalidInputError
 from lockgate.examples.fraud.data import FraudData, generate, labels_known_at, write_daily_parquet
-from lockgate.examples.fraud.train import TrainResult, train
+from lockgate.examples.fraud.features import FEATURES
+from lockgate.examples.fraud.pipeline import fraud as fraud_pipeline
+from lockgate.examples.fraud.train import FEATURE_REFS
+from lockgate.pipelines import DataRef, run_pipeline
 from lockgate.workspace import Workspace
 
 __all__ = ["demo"]
@@ -96,7 +100,8 @@ def demo(
     # 2. Data ----------------------------------------------------------------------------------
     def make_data() -> tuple[FraudData, Table, str]:
         data = generate(days=days)
-        files = write_daily_parquet(data.transactions, home / "data" / "transactions")
+        files = write_daily_parquet(data.transactions.drop_columns(["is_fraud"]), home / "data" / "transactions")
+        pq.write_table(data.labels, home / "data" / "labels.parquet")
         version = ws.datasets.log(
             data.transactions.drop_columns(["is_fraud"]), name="transactions", source_uri=str(files[0].parent)
         )
@@ -125,24 +130,46 @@ def demo(
     # 3. Training --------------------------------------------------------------------------------
     as_of = data.shift_start
 
-    def fit() -> tuple[TrainResult, Table, str]:
-        result = train(ws, data, as_of=as_of)
-        ws.models.set_alias("fraud", "champion", result.model_version.version)
-        grid = Table.grid(padding=(0, 2))
-        grid.add_row("trained as of", f"{as_of:%Y-%m-%d} (labels known by then; validated on a later time slice)")
-        grid.add_row("rows", f"{result.train_rows:,} train / {result.valid_rows:,} validation")
-        grid.add_row("metrics", "  ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()))
-        grid.add_row("run", f"runs:/{result.run_id}")
-        grid.add_row("registered", f"{result.model_version.uri}  →  models:/fraud@champion")
-        sig = result.model_version.signature
-        grid.add_row(
-            "signature",
-            f"{len(sig['inputs'])} inputs → " + ", ".join(f"{o['name']}{o['shape']}" for o in sig["outputs"]),
+    def fit() -> tuple[str, Group, str]:
+        params = {
+            "transactions": DataRef(str(home / "data" / "transactions")),
+            "labels": DataRef(str(home / "data" / "labels.parquet")),
+            "as_of": as_of.isoformat(),
+        }
+        first = run_pipeline(ws, fraud_pipeline, params=params, executor="local")
+        metrics = first.output("evaluate")
+        frame = first.output("training_set")
+        mv = ws.models.register(
+            first.output("train_model"),
+            name="fraud",
+            run_id=first.step_run("train_model"),
+            input_example=frame.select(FEATURES).slice(0, 5).to_pandas(),
+            features=FEATURE_REFS,
+            description="HistGradientBoosting on card velocity, amount and time-of-day features",
         )
-        return result, grid, f"AUC {result.metrics['auc']:.3f}, champion = v{result.model_version.version}"
+        ws.models.set_alias("fraud", "champion", mv.version)
+        again = run_pipeline(ws, fraud_pipeline, params=params, executor="local")
+        steps = table(
+            None,
+            ["step", "first run", "took", "second run"],
+            [
+                (a.name, a.status.lower(), f"{a.seconds:.1f}s", b.status.lower())
+                for a, b in zip(first.steps, again.steps, strict=True)
+            ],
+        )
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row("pipeline", f"examples/fraud/pipeline.py, local process pool, run {short(first.run_id)}")
+        grid.add_row("trained as of", f"{as_of:%Y-%m-%d} (labels known by then; validated on a later time slice)")
+        grid.add_row("metrics", "  ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        grid.add_row("registered", f"{mv.uri} from runs:/{mv.run_id}  →  models:/fraud@champion")
+        grid.add_row("second run", f"{again.cache_hits} of {len(again.steps)} steps from the cache (nothing changed)")
+        summary = (
+            f"AUC {metrics['auc']:.3f}, champion = v{mv.version}, rerun {again.cache_hits}/{len(again.steps)} cached"
+        )
+        return first.run_id, Group(steps, grid), summary
 
-    result, body, took = story.chapter("Training", fit)
-    story.show(3, "Training", body, f"{hint_env} lockgate runs show {short(result.run_id)}", took)
+    _, body, took = story.chapter("Training pipeline", fit)
+    story.show(3, "Training pipeline", body, f"{hint_env} lockgate runs list --all", took)
 
     # 4. Lineage -----------------------------------------------------------------------------------
     def trace() -> tuple[None, Group, str]:

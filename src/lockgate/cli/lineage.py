@@ -40,8 +40,8 @@ def label(node: Node, runs: dict[str, str]) -> str:
         case NodeKind.RUN:
             text = f"{short(node.id)} {runs.get(node.id, '')}"
         case NodeKind.DATASET:
-            name, _, digest = node.id.partition("@")
-            text = f"datasets:/{name}@{digest[:12]}"
+            name, _, digest = node.id.rpartition("@")
+            text = f"{name}@{digest[:12]}" if "/" in name else f"datasets:/{name}@{digest[:12]}"
         case NodeKind.MODEL_VERSION:
             text = f"models:/{node.id}"
         case NodeKind.ENVIRONMENT:
@@ -67,14 +67,20 @@ def render(ws: Workspace, graph: LineageGraph, direction: Literal["upstream", "d
     return trees
 
 
-def _grow(graph: LineageGraph, node: Node, tree: Tree, runs: dict[str, str], upstream: bool, seen: set[Node]) -> None:
+def _grow(graph: LineageGraph, node: Node, tree: Tree, runs: dict[str, str], upstream: bool, shown: set[Node]) -> None:
+    """Each node is drawn once: later mentions of a run or artifact say so, and repeated
+    leaves (the same environment under every step) are left out, so big graphs stay readable."""
     edges = graph.upstream_of(node) if upstream else graph.downstream_of(node)
     for e in sorted(edges, key=lambda e: (e.relation, e.src_id, e.dst_id)):
         nxt = Node(e.src_kind, e.src_id) if upstream else Node(e.dst_kind, e.dst_id)
         relation = "" if e.relation == nxt.kind else f"[dim]{escape(e.relation)}[/] "
+        if nxt in shown:
+            if nxt.kind in (NodeKind.RUN, NodeKind.ARTIFACT, NodeKind.MODEL_VERSION):
+                tree.add(f"{relation}{label(nxt, runs)} [dim](above)[/]")
+            continue
+        shown.add(nxt)
         branch = tree.add(f"{relation}{label(nxt, runs)}")
-        if nxt not in seen:
-            _grow(graph, nxt, branch, runs, upstream, seen | {nxt})
+        _grow(graph, nxt, branch, runs, upstream, shown)
 
 
 def lineage(

@@ -9,6 +9,7 @@ from lockgate.store.audit import AuditRepository
 from lockgate.store.database import Database
 from lockgate.store.datasets import DatasetRepository
 from lockgate.store.lineage import LineageRepository
+from lockgate.store.pipelines import PipelineRepository
 from lockgate.store.registry import ModelRepository
 from lockgate.store.runs import RunRepository
 
@@ -18,5 +19,6 @@ __all__ = [
     "DatasetRepository",
     "LineageRepository",
     "ModelRepository",
+    "PipelineRepository",
     "RunRepository",
 ]

@@ -43,6 +43,10 @@ class RunRepository:
     def set_status(self, conn: Connection, run_id: str, status: RunStatus, *, end_time: int | None) -> None:
         conn.execute(sa.update(t.runs).where(t.runs.c.id == run_id).values(status=str(status), end_time=end_time))
 
+    def claim(self, conn: Connection, run_id: str, *, host: str, pid: int, now: int) -> None:
+        """This process now owns the run (resume): reaping looks at its pid from here on."""
+        conn.execute(sa.update(t.runs).where(t.runs.c.id == run_id).values(host=host, pid=pid, heartbeat_at=now))
+
     def heartbeat(self, conn: Connection, run_id: str, now: int) -> None:
         conn.execute(sa.update(t.runs).where(t.runs.c.id == run_id).values(heartbeat_at=now))
 

@@ -29,9 +29,11 @@ __all__ = [
     "model_version_counters",
     "model_versions",
     "params",
+    "pipeline_steps",
     "registered_models",
     "run_artifacts",
     "runs",
+    "step_cache",
     "tags",
 ]
 
@@ -277,4 +279,32 @@ audit_head = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+)
+
+
+# One row per step of a pipeline run: what ran (or was reused), its cache key and outputs.
+# Resume reads it to know which steps already finished.
+pipeline_steps = sa.Table(
+    "pipeline_steps",
+    metadata,
+    sa.Column("pipeline_run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("node", sa.String(256), primary_key=True),
+    sa.Column("step_run_id", sa.String(32), sa.ForeignKey("runs.id")),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("cache_key", sa.String(64)),
+    sa.Column("outputs", sa.JSON, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("started_at", sa.BigInteger),
+    sa.Column("ended_at", sa.BigInteger),
+)
+
+# Step results by cache key (source, inputs, parameters, environment): a hit reuses outputs.
+step_cache = sa.Table(
+    "step_cache",
+    metadata,
+    sa.Column("cache_key", sa.String(64), primary_key=True),
+    sa.Column("step", sa.String(256), nullable=False),
+    sa.Column("outputs", sa.JSON, nullable=False),
+    sa.Column("step_run_id", sa.String(32), sa.ForeignKey("runs.id")),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
 )

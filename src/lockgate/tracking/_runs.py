@@ -697,6 +697,41 @@ class RunService:
         with self._db.read() as conn:
             return list(self._repo.list_experiments(conn))
 
+    def reopen(self, ref: str) -> ActiveRun:
+        """Continue a run that ended without finishing (FAILED, KILLED, CRASHED): resume uses it."""
+        record = self.get(ref)
+        if record.status in (RunStatus.RUNNING, RunStatus.FINISHED):
+            raise ConflictError(
+                f"run {record.id[:8]} is {record.status}; only a failed, killed or crashed run can be resumed"
+            )
+        now = now_millis()
+        with self._db.write() as conn:
+            self._repo.set_status(conn, record.id, RunStatus.RUNNING, end_time=None)
+            self._repo.claim(conn, record.id, host=_HOST, pid=os.getpid(), now=now)
+            self._audit.record(
+                conn,
+                actor=self._actor,
+                action="run.resumed",
+                object_kind="run",
+                object_id=record.id,
+                details={"was": str(record.status)},
+            )
+        run = ActiveRun(
+            run_id=record.id,
+            name=record.name,
+            experiment=record.experiment,
+            db=self._db,
+            artifacts=self._artifacts,
+            audit=self._audit,
+            lineage=self._lineage,
+            datasets=self._datasets,
+            model_logger=self.model_logger,
+            actor=self._actor,
+        )
+        _OPEN_RUNS.add(run)
+        _ensure_heartbeat_thread()
+        return run
+
     def delete(self, refs: Sequence[str]) -> builtins.list[str]:
         """Soft-delete runs (their records stay for lineage and audit); returns the ids."""
         ids = [self.resolve(r) for r in refs]

@@ -36,6 +36,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "random_state": 0,
 }
 _LABEL_WINDOW = timedelta(days=30)
+# What serving will look up per card (the rest of the inputs come with the request itself).
+FEATURE_REFS = [f"card_features:{name}" for name in NUMERIC if name != "amount"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,14 +68,56 @@ def build_model(params: dict[str, Any]) -> Pipeline:
     return Pipeline([("encode", encode), ("boost", boost)])
 
 
-def training_frame(data: FraudData, *, as_of: datetime) -> pa.Table:
-    """Features joined with the labels known at ``as_of``, fully labelled rows only."""
-    known = labels_known_at(data, as_of).select(["transaction_id", "is_fraud"])
-    features = card_features(data.transactions)
+def labelled_frame(features: pa.Table, labels: pa.Table, *, as_of: datetime) -> pa.Table:
+    """Features joined with the labels known at ``as_of`` (``label_ts <= as_of``), keeping
+    only rows old enough to be fully labelled."""
+    cutoff_labels = pa.scalar(as_of, type=labels.schema.field("label_ts").type)
+    known = labels.filter(pc.less_equal(labels["label_ts"], cutoff_labels)).select(["transaction_id", "is_fraud"])
     joined = features.join(known, "transaction_id", join_type="inner")
     cutoff = pa.scalar(as_of - _LABEL_WINDOW, type=joined.schema.field("ts").type)
     complete = joined.filter(pc.and_(pc.less(joined["ts"], cutoff), pc.is_valid(joined["is_fraud"])))
     return complete.sort_by([("ts", "ascending"), ("transaction_id", "ascending")])
+
+
+def training_frame(data: FraudData, *, as_of: datetime) -> pa.Table:
+    """Features joined with the labels known at ``as_of``, fully labelled rows only."""
+    return labelled_frame(card_features(data.transactions), data.labels, as_of=as_of)
+
+
+def split(frame: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """First 80% of the time-ordered rows to train, the rest to validate: never at random."""
+    cut = int(frame.num_rows * 0.8)
+    train_t, valid_t = frame.slice(0, cut), frame.slice(cut)
+    if len(set(train_t["is_fraud"].to_pylist())) < 2 or len(set(valid_t["is_fraud"].to_pylist())) < 2:
+        raise InvalidInputError(
+            f"only {frame.num_rows:,} fully labelled rows, too few to hold both classes in training and "
+            "validation; generate more days or cards"
+        )
+    return train_t, valid_t
+
+
+def fit(frame: pa.Table, params: dict[str, Any]) -> Pipeline:
+    """The model, fitted on the training part of ``frame``."""
+    train_t, _ = split(frame)
+    x = train_t.select(FEATURES).to_pandas()
+    y = train_t["is_fraud"].to_numpy(zero_copy_only=False).astype(int)
+    return build_model({**DEFAULT_PARAMS, **params}).fit(x, y)
+
+
+def evaluate(model: Pipeline, frame: pa.Table) -> dict[str, float]:
+    """Ranking and threshold metrics on the validation part of ``frame``."""
+    _, valid_t = split(frame)
+    x = valid_t.select(FEATURES).to_pandas()
+    y = valid_t["is_fraud"].to_numpy(zero_copy_only=False).astype(int)
+    scores = model.predict_proba(x)[:, 1]
+    predicted = (scores >= 0.5).astype(int)
+    return {
+        "auc": float(roc_auc_score(y, scores)),
+        "average_precision": float(average_precision_score(y, scores)),
+        "precision": float(precision_score(y, predicted, zero_division=0)),
+        "recall": float(recall_score(y, predicted, zero_division=0)),
+        "fraud_rate": float(y.mean()),
+    }
 
 
 def train(
@@ -89,17 +133,8 @@ def train(
     """Fit, evaluate, and log data set, params, metrics and model in one run."""
     params = {**DEFAULT_PARAMS, **(params or {})}
     frame = training_frame(data, as_of=as_of)
-    split = int(frame.num_rows * 0.8)
-    train_t, valid_t = frame.slice(0, split), frame.slice(split)
-    x_train = train_t.select(FEATURES).to_pandas()
-    y_train = train_t["is_fraud"].to_numpy(zero_copy_only=False).astype(int)
+    train_t, valid_t = split(frame)
     x_valid = valid_t.select(FEATURES).to_pandas()
-    y_valid = valid_t["is_fraud"].to_numpy(zero_copy_only=False).astype(int)
-    if len(set(y_train)) < 2 or len(set(y_valid)) < 2:
-        raise InvalidInputError(
-            f"only {frame.num_rows:,} fully labelled rows before {as_of:%Y-%m-%d}, too few to hold both classes "
-            "in training and validation; generate more days or cards"
-        )
 
     with ws.start_run(run_name, experiment=experiment, params=params) as run:
         run.log_params({"as_of": as_of.isoformat(), "features": ",".join(FEATURES), "split": "time 80/20"})
@@ -110,16 +145,8 @@ def train(
             role="labels",
         )
         dataset = run.log_dataset(frame, name="fraud_training", role="training")
-        model = build_model(params).fit(x_train, y_train)
-        scores = model.predict_proba(x_valid)[:, 1]
-        predicted = (scores >= 0.5).astype(int)
-        metrics = {
-            "auc": float(roc_auc_score(y_valid, scores)),
-            "average_precision": float(average_precision_score(y_valid, scores)),
-            "precision": float(precision_score(y_valid, predicted, zero_division=0)),
-            "recall": float(recall_score(y_valid, predicted, zero_division=0)),
-            "fraud_rate": float(y_valid.mean()),
-        }
+        model = fit(frame, params)
+        metrics = evaluate(model, frame)
         run.log_metrics(metrics)
         for i, loss in enumerate(model.named_steps["boost"].train_score_):
             run.log_metric("train_log_loss", float(-loss), step=i)
@@ -131,7 +158,7 @@ def train(
             model,
             name=model_name,
             input_example=x_valid.head(5),
-            features=[f"card_features:{name}" for name in NUMERIC if name != "amount"],
+            features=FEATURE_REFS,
             description="HistGradientBoosting on card velocity, amount and time-of-day features",
         )
     return TrainResult(

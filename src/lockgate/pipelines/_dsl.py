@@ -1,0 +1,220 @@
+"""The step DSL: plain typed functions, and a pipeline function that wires them.
+
+Calling a step inside a pipeline function does not run it: it records a node of the DAG and
+returns a :class:`StepOutput` standing for the value the step will produce. The DAG is
+therefore exactly how outputs feed inputs, and it cannot have a cycle (a step can only use
+outputs that already exist when it is called). Outside a pipeline, a step is the plain
+function it wraps.
+
+>>> @step
+... def double(x: int) -> int:
+...     return 2 * x
+>>> @pipeline
+... def twice(x: int = 3):
+...     return double(double(x))
+>>> [node.name for node in twice.trace().nodes]
+['double', 'double_2']
+>>> double(4)
+8
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from lockgate.errors import InvalidInputError, UserCodeError
+
+__all__ = ["Node", "Pipeline", "PipelineGraph", "Step", "StepOutput", "pipeline", "step"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_TRACING: contextvars.ContextVar[PipelineGraph | None] = contextvars.ContextVar("lockgate_tracing", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutput:
+    """The value a node will produce, used as another step's input while tracing."""
+
+    node: str
+
+    def __repr__(self) -> str:
+        return f"<output of {self.node}>"
+
+    def __bool__(self) -> bool:
+        raise InvalidInputError(
+            f"the output of step '{self.node}' is not known while the pipeline is being defined; "
+            "branch on pipeline parameters, or inside a step"
+        )
+
+
+@dataclass(slots=True)
+class Node:
+    """One call of a step in the DAG: its arguments are constants or other nodes' outputs."""
+
+    name: str
+    step: Step[..., Any]
+    arguments: dict[str, Any]
+
+    @property
+    def upstream(self) -> list[str]:
+        return sorted({v.node for v in self.arguments.values() if isinstance(v, StepOutput)})
+
+
+@dataclass(slots=True)
+class PipelineGraph:
+    """The traced DAG, nodes in the order they were defined (a topological order)."""
+
+    pipeline: str
+    params: dict[str, Any]
+    nodes: list[Node] = field(default_factory=list)
+    result: Any = None
+
+    def add(self, step_: Step[..., Any], arguments: dict[str, Any]) -> StepOutput:
+        taken = {n.name for n in self.nodes}
+        name, i = step_.name, 2
+        while name in taken:
+            name, i = f"{step_.name}_{i}", i + 1
+        self.nodes.append(Node(name=name, step=step_, arguments=arguments))
+        return StepOutput(name)
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise InvalidInputError(f"pipeline '{self.pipeline}' has no step '{name}'")
+
+    def downstream(self, name: str) -> set[str]:
+        """Every node that depends, directly or not, on ``name``."""
+        found: set[str] = set()
+        for n in self.nodes:  # definition order is topological
+            if name in n.upstream or found & set(n.upstream):
+                found.add(n.name)
+        return found
+
+    def outputs(self) -> Iterator[StepOutput]:
+        result = self.result
+        values = (
+            result.values()
+            if isinstance(result, Mapping)
+            else result
+            if isinstance(result, (list, tuple))
+            else [result]
+        )
+        for v in values:
+            if isinstance(v, StepOutput):
+                yield v
+
+
+class Step(Generic[P, R]):
+    """A pipeline step: a plain function plus how the runner should treat it."""
+
+    def __init__(self, fn: Callable[P, R], *, name: str | None = None, cache: bool = True, retries: int = 0) -> None:
+        if retries < 0:
+            raise InvalidInputError(f"step '{fn.__name__}': retries must be 0 or more, not {retries}")
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.cache = cache
+        self.retries = retries
+        self.signature = inspect.signature(fn)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<step {self.name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        graph = _TRACING.get()
+        if graph is None:
+            return self.fn(*args, **kwargs)
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidInputError(
+                f"step '{self.name}' called with the wrong arguments in pipeline '{graph.pipeline}': {exc}"
+            ) from None
+        bound.apply_defaults()
+        return graph.add(self, dict(bound.arguments))  # type: ignore[return-value]
+
+    @property
+    def module_file(self) -> Path | None:
+        source = inspect.getsourcefile(self.fn)
+        return Path(source).resolve() if source else None
+
+
+class Pipeline:
+    """A function wiring steps; ``trace(**params)`` gives the DAG for those parameters."""
+
+    def __init__(self, fn: Callable[..., Any], *, name: str | None = None) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.signature = inspect.signature(fn)
+        self.__doc__ = fn.__doc__
+
+    def __repr__(self) -> str:
+        return f"<pipeline {self.name}>"
+
+    def defaults(self) -> dict[str, Any]:
+        return {
+            name: p.default for name, p in self.signature.parameters.items() if p.default is not inspect.Parameter.empty
+        }
+
+    def parameter_types(self) -> dict[str, Any]:
+        return {name: p.annotation for name, p in self.signature.parameters.items()}
+
+    def trace(self, **params: Any) -> PipelineGraph:
+        unknown = sorted(set(params) - set(self.signature.parameters))
+        if unknown:
+            known = ", ".join(self.signature.parameters) or "none"
+            raise InvalidInputError(f"pipeline '{self.name}' has no parameter {unknown[0]!r} (parameters: {known})")
+        try:
+            bound = self.signature.bind(**params)
+        except TypeError as exc:
+            raise InvalidInputError(f"pipeline '{self.name}': {exc}; pass it with --param NAME=VALUE") from None
+        bound.apply_defaults()
+        graph = PipelineGraph(pipeline=self.name, params=dict(bound.arguments))
+        token = _TRACING.set(graph)
+        try:
+            graph.result = self.fn(**bound.arguments)
+        except InvalidInputError:
+            raise
+        except Exception as exc:
+            raise UserCodeError(
+                f"pipeline '{self.name}' failed while it was being defined ({type(exc).__name__}: {exc})"
+            ) from exc
+        finally:
+            _TRACING.reset(token)
+        if not graph.nodes:
+            raise InvalidInputError(f"pipeline '{self.name}' calls no step; decorate its functions with @step")
+        return graph
+
+
+@overload
+def step(fn: Callable[P, R], /) -> Step[P, R]: ...
+@overload
+def step(
+    *, name: str | None = None, cache: bool = True, retries: int = 0
+) -> Callable[[Callable[P, R]], Step[P, R]]: ...
+def step(
+    fn: Callable[P, R] | None = None, /, *, name: str | None = None, cache: bool = True, retries: int = 0
+) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
+    """Make a function a pipeline step (``@step`` or ``@step(cache=False, retries=2)``)."""
+    if fn is not None:
+        return Step(fn)
+
+    def wrap(f: Callable[P, R]) -> Step[P, R]:
+        return Step(f, name=name, cache=cache, retries=retries)
+
+    return wrap
+
+
+def pipeline(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+    """Make a function a pipeline (``@pipeline`` or ``@pipeline(name="fraud")``)."""
+    if fn is not None:
+        return Pipeline(fn)
+    return lambda f: Pipeline(f, name=name)

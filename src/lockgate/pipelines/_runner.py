@@ -1,0 +1,496 @@
+"""Run a pipeline: trace it, then execute its steps in DAG order, reusing cached results,
+recording each step as a child run with its inputs, outputs, logs and lineage.
+
+Everything the runner records happens in this process, one step at a time; only the steps'
+own work happens in the executor. A step's cache key is the hash of its code (the function
+and the project files it uses), of its inputs' contents, of its parameters and of the
+environment; a hit reuses the stored outputs and says so on the step's run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lockgate.clock import now_millis
+from lockgate.entities import LineageEdge, NodeKind, RunStatus
+from lockgate.errors import ConflictError, InvalidInputError, UserCodeError
+from lockgate.hashing import canonical_json, sha256_bytes
+from lockgate.pipelines._dataref import DataRef
+from lockgate.pipelines._dsl import Node, Pipeline, PipelineGraph, StepOutput
+from lockgate.pipelines._executors import Executor, TaskResult, make_executor
+from lockgate.pipelines._source import source_hash
+from lockgate.pipelines._values import StoredValue, decode, value_hash
+from lockgate.store import PipelineRepository, RunRepository
+from lockgate.tracking import ActiveRun, capture_environment
+from lockgate.tracking._runs import looks_like_secret
+from lockgate.workspace import Workspace
+
+__all__ = ["PipelineFailed", "PipelineResult", "StepResult", "run_pipeline"]
+
+_DONE = ("SUCCEEDED", "CACHED")
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A stored step output: where its bytes are and what its content hashes to."""
+
+    sha256: str
+    kind: str
+    content_hash: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"sha256": self.sha256, "kind": self.kind, "hash": self.content_hash}
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> Output:
+        return cls(data["sha256"], data["kind"], data["hash"])
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    name: str
+    status: str  # SUCCEEDED, CACHED, REUSED, FAILED, SKIPPED
+    run_id: str | None
+    seconds: float = 0.0
+    cache_key: str | None = None
+
+
+@dataclass(slots=True)
+class PipelineResult:
+    """What a pipeline run did; ``output(name)`` loads a step's output (hash-verified)."""
+
+    run_id: str
+    pipeline: str
+    status: RunStatus
+    steps: list[StepResult]
+    _outputs: dict[str, Output] = field(default_factory=dict)
+    _ws: Workspace | None = None
+
+    @property
+    def cache_hits(self) -> int:
+        return sum(s.status == "CACHED" for s in self.steps)
+
+    def output(self, step_name: str) -> Any:
+        if step_name not in self._outputs or self._ws is None:
+            raise InvalidInputError(f"step '{step_name}' produced no output in run {self.run_id[:8]}")
+        out = self._outputs[step_name]
+        return decode(out.kind, self._ws.artifacts.get_bytes(out.sha256))
+
+    def step_run(self, step_name: str) -> str | None:
+        return next((s.run_id for s in self.steps if s.name == step_name), None)
+
+
+def run_pipeline(
+    ws: Workspace,
+    pipeline: Pipeline,
+    *,
+    params: dict[str, Any] | None = None,
+    experiment: str | None = None,
+    executor: str | Executor = "local",
+    cache: bool = True,
+    resume: str | None = None,
+    project_root: Path | None = None,
+    progress: Any = None,
+) -> PipelineResult:
+    """Run ``pipeline`` in ``ws``; see :class:`PipelineResult`.
+
+    ``resume`` continues a failed pipeline run: finished steps are reused, the failed one and
+    everything downstream of it run again, under the same run.
+    """
+    runner = _Runner(ws, pipeline, experiment=experiment, cache=cache, project_root=project_root, progress=progress)
+    owned = isinstance(executor, str)
+    ex = make_executor(executor) if isinstance(executor, str) else executor
+    try:
+        return runner.run(params or {}, ex, resume=resume)
+    finally:
+        if owned:
+            ex.shutdown()
+
+
+class _Runner:
+    def __init__(
+        self,
+        ws: Workspace,
+        pipeline: Pipeline,
+        *,
+        experiment: str | None,
+        cache: bool,
+        project_root: Path | None,
+        progress: Any,
+    ) -> None:
+        self.ws = ws
+        self.pipeline = pipeline
+        self.experiment = experiment or pipeline.name
+        self.cache = cache
+        source = inspect.getsourcefile(pipeline.fn)
+        self.root = project_root or (Path(source).resolve().parent if source else Path.cwd())
+        self.progress = progress
+        self.repo = PipelineRepository()
+        self.runs_repo = RunRepository()
+        self.env_hash = capture_environment().hash
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(self, params: dict[str, Any], executor: Executor, *, resume: str | None) -> PipelineResult:
+        previous: dict[str, dict[str, Any]] = {}
+        if resume is not None:
+            parent, params = self._reopen(resume)
+            with self.ws.db.read() as conn:
+                previous = {s["node"]: s for s in self.repo.steps(conn, parent.id)}
+            graph = self.pipeline.trace(**params)
+        else:
+            graph = self.pipeline.trace(**params)
+            parent = self.ws.start_run(
+                self.pipeline.name,
+                experiment=self.experiment,
+                params={k: _param_text(v) for k, v in graph.params.items() if not looks_like_secret(k)},
+                tags={"lockgate.kind": "pipeline", "lockgate.executor": executor.name},
+            )
+            parent.log_dict(
+                {"pipeline": self.pipeline.name, "params": _jsonable(graph.params), "root": str(self.root)},
+                "pipeline.json",
+            )
+        data_hashes = self._hash_data_refs(graph)
+        outputs: dict[str, Output] = {}
+        results: dict[str, StepResult] = {}
+        failed: set[str] = set()
+        running: dict[Future[TaskResult], tuple[Node, ActiveRun, str, int]] = {}
+        pending = list(graph.nodes)
+        try:
+            while pending or running:
+                for node in list(pending):
+                    if failed & set(node.upstream) or any(u in failed for u in node.upstream):
+                        pending.remove(node)
+                        failed.add(node.name)
+                        results[node.name] = StepResult(node.name, "SKIPPED", None)
+                        continue
+                    if not all(u in outputs for u in node.upstream):
+                        continue
+                    pending.remove(node)
+                    key = self._cache_key(node, outputs, data_hashes)
+                    reused = self._reuse(parent, node, key, previous, outputs, results)
+                    if reused:
+                        continue
+                    step_run = self._start_step(parent, node)
+                    self._record_inputs(step_run, node, outputs)
+                    arguments = self._materialize(node, outputs)
+                    future = executor.submit(node.step, arguments)
+                    running[future] = (node, step_run, key, 1)
+                    self._save(parent.id, node.name, step_run.id, "RUNNING", key, [], 1, now_millis(), None)
+                if not running:
+                    continue
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    node, step_run, key, attempt = running.pop(future)
+                    task = future.result()
+                    if task.error is None and task.value is not None:
+                        outputs[node.name] = self._finish(parent, node, step_run, key, task, attempt)
+                        results[node.name] = StepResult(
+                            node.name, "SUCCEEDED", step_run.id, task.ended - task.started, key
+                        )
+                    elif attempt <= node.step.retries:
+                        self._note_attempt(step_run, task, attempt)
+                        time.sleep(min(0.1 * 2 ** (attempt - 1), 5.0))
+                        retry = executor.submit(node.step, self._materialize(node, outputs))
+                        running[retry] = (node, step_run, key, attempt + 1)
+                    else:
+                        self._fail(parent, node, step_run, key, task, attempt)
+                        failed.add(node.name)
+                        results[node.name] = StepResult(
+                            node.name, "FAILED", step_run.id, task.ended - task.started, key
+                        )
+        except BaseException:
+            for future in running:
+                future.cancel()
+            parent.end(RunStatus.KILLED if not failed else RunStatus.FAILED)
+            raise
+        status = RunStatus.FAILED if failed else RunStatus.FINISHED
+        parent.end(status)
+        ordered = [results[n.name] for n in graph.nodes if n.name in results]
+        result = PipelineResult(parent.id, self.pipeline.name, status, ordered, dict(outputs), self.ws)
+        if failed:
+            first = next(r for r in ordered if r.status == "FAILED")
+            raise PipelineFailed(result, first)
+        return result
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def _reopen(self, ref: str) -> tuple[ActiveRun, dict[str, Any]]:
+        record = self.ws.runs.get(ref)
+        if record.tags.get("lockgate.kind") != "pipeline" or record.name != self.pipeline.name:
+            raise InvalidInputError(
+                f"run {record.id[:8]} is not a run of pipeline '{self.pipeline.name}'; see: lockgate runs list"
+            )
+        manifest = next((a for a in self.ws.runs.artifacts(record.id) if a["path"] == "pipeline.json"), None)
+        if manifest is None:
+            raise ConflictError(f"run {record.id[:8]} has no pipeline manifest, so it cannot be resumed")
+        params = {
+            k: DataRef(v["__dataref__"]) if isinstance(v, dict) and set(v) == {"__dataref__"} else v
+            for k, v in json.loads(self.ws.artifacts.get_bytes(manifest["sha256"]))["params"].items()
+        }
+        return self.ws.runs.reopen(record.id), params
+
+    def _hash_data_refs(self, graph: PipelineGraph) -> dict[str, str]:
+        hashes: dict[str, str] = {}
+        for node in graph.nodes:
+            for value in node.arguments.values():
+                if isinstance(value, DataRef) and value.uri not in hashes:
+                    hashes[value.uri] = value.content_hash()
+        return hashes
+
+    def _cache_key(self, node: Node, outputs: dict[str, Output], data_hashes: dict[str, str]) -> str:
+        inputs: dict[str, str] = {}
+        for name, value in sorted(node.arguments.items()):
+            if isinstance(value, StepOutput):
+                inputs[name] = "output:" + outputs[value.node].content_hash
+            elif isinstance(value, DataRef):
+                inputs[name] = "data:" + data_hashes[value.uri]
+            else:
+                inputs[name] = "value:" + value_hash(value)
+        return sha256_bytes(
+            canonical_json(
+                {
+                    "step": node.step.name,
+                    "source": source_hash(node.step.fn, self.root),
+                    "inputs": inputs,
+                    "environment": self.env_hash,
+                }
+            )
+        )
+
+    def _reuse(
+        self,
+        parent: ActiveRun,
+        node: Node,
+        key: str,
+        previous: dict[str, dict[str, Any]],
+        outputs: dict[str, Output],
+        results: dict[str, StepResult],
+    ) -> bool:
+        before = previous.get(node.name)
+        if before is not None and before["status"] in _DONE and before["cache_key"] == key and before["outputs"]:
+            outputs[node.name] = Output.from_json(before["outputs"][0])
+            results[node.name] = StepResult(node.name, "REUSED", before["step_run_id"], 0.0, key)
+            self._tick(node.name, "reused")
+            return True
+        if not (self.cache and node.step.cache):
+            return False
+        with self.ws.db.read() as conn:
+            hit = self.repo.cached(conn, key)
+        if hit is None or not all(self.ws.artifacts.exists(o["sha256"]) for o in hit["outputs"]):
+            return False
+        out = Output.from_json(hit["outputs"][0])
+        step_run = self._start_step(
+            parent, node, tags={"lockgate.cache": "hit", "lockgate.cache_source": str(hit["step_run_id"])}
+        )
+        self._record_inputs(step_run, node, outputs)
+        self._record_output(step_run, node, out, size=None)
+        step_run.end(RunStatus.FINISHED)
+        outputs[node.name] = out
+        results[node.name] = StepResult(node.name, "CACHED", step_run.id, 0.0, key)
+        self._save(parent.id, node.name, step_run.id, "CACHED", key, [out.to_json()], 0, now_millis(), now_millis())
+        self._tick(node.name, "cached")
+        return True
+
+    def _start_step(self, parent: ActiveRun, node: Node, *, tags: dict[str, str] | None = None) -> ActiveRun:
+        params = {
+            k: _param_text(v)
+            for k, v in node.arguments.items()
+            if not isinstance(v, StepOutput) and not looks_like_secret(k)
+        }
+        return self.ws.runs.start(
+            node.name,
+            experiment=self.experiment,
+            parent=parent,
+            params=params,
+            tags={"lockgate.kind": "step", "lockgate.step": node.step.name, **(tags or {})},
+        )
+
+    def _materialize(self, node: Node, outputs: dict[str, Output]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, value in node.arguments.items():
+            if isinstance(value, StepOutput):
+                out = outputs[value.node]
+                values[name] = decode(out.kind, self.ws.artifacts.get_bytes(out.sha256))
+            else:
+                values[name] = value
+        return values
+
+    def _record_output(self, step_run: ActiveRun, node: Node, out: Output, *, size: int | None) -> None:
+        ext = {"table": "parquet", "pandas": "parquet", "json": "json"}.get(out.kind, "joblib")
+        with self.ws.db.write() as conn:
+            if size is not None:
+                self.runs_repo.record_artifact(conn, out.sha256, size, now_millis())
+            self.runs_repo.attach_artifact(conn, step_run.id, f"outputs/{node.name}.{ext}", out.sha256, size or 0)
+            edges = [
+                LineageEdge(
+                    src_kind=NodeKind.RUN,
+                    src_id=step_run.id,
+                    relation="output",
+                    dst_kind=NodeKind.ARTIFACT,
+                    dst_id=out.sha256,
+                )
+            ]
+            for arg, value in node.arguments.items():
+                if isinstance(value, DataRef):
+                    edges.append(
+                        LineageEdge(
+                            src_kind=NodeKind.DATASET,
+                            src_id=f"{value.uri}@{value.content_hash()}",
+                            relation=f"input:{arg}",
+                            dst_kind=NodeKind.RUN,
+                            dst_id=step_run.id,
+                        )
+                    )
+            self.ws.lineage.record(conn, edges)
+
+    def _record_inputs(self, step_run: ActiveRun, node: Node, outputs: dict[str, Output]) -> None:
+        edges = [
+            LineageEdge(
+                src_kind=NodeKind.ARTIFACT,
+                src_id=outputs[value.node].sha256,
+                relation=f"input:{arg}",
+                dst_kind=NodeKind.RUN,
+                dst_id=step_run.id,
+            )
+            for arg, value in node.arguments.items()
+            if isinstance(value, StepOutput)
+        ]
+        with self.ws.db.write() as conn:
+            self.ws.lineage.record(conn, edges)
+
+    def _finish(
+        self, parent: ActiveRun, node: Node, step_run: ActiveRun, key: str, task: TaskResult, attempt: int
+    ) -> Output:
+        assert task.value is not None
+        value: StoredValue = task.value
+        stored = self.ws.artifacts.put_bytes(value.data)
+        out = Output(stored.sha256, value.kind, value.content_hash)
+        self._keep_logs(step_run, task)
+        self._record_output(step_run, node, out, size=stored.size)
+        step_run.set_tags({"lockgate.worker": task.worker, "lockgate.attempts": attempt})
+        if value.kind == "json":
+            decoded = decode("json", value.data)
+            if (
+                isinstance(decoded, dict)
+                and decoded
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in decoded.values())
+            ):
+                step_run.log_metrics(decoded)
+                parent.log_metrics(decoded)
+        step_run.end(RunStatus.FINISHED)
+        started, ended = int(task.started * 1000), int(task.ended * 1000)
+        self._save(parent.id, node.name, step_run.id, "SUCCEEDED", key, [out.to_json()], attempt, started, ended)
+        if node.step.cache:
+            with self.ws.db.write() as conn:
+                self.repo.remember(
+                    conn,
+                    cache_key=key,
+                    step=node.step.name,
+                    outputs=[out.to_json()],
+                    step_run_id=step_run.id,
+                    created_at=ended,
+                )
+        self._tick(node.name, f"done in {task.ended - task.started:.1f}s")
+        return out
+
+    def _note_attempt(self, step_run: ActiveRun, task: TaskResult, attempt: int) -> None:
+        step_run.set_tags({f"lockgate.attempt.{attempt}.error": (task.error or "")[:500]})
+        self._tick(step_run.name, f"attempt {attempt} failed ({task.error_type}); retrying")
+
+    def _fail(
+        self, parent: ActiveRun, node: Node, step_run: ActiveRun, key: str, task: TaskResult, attempt: int
+    ) -> None:
+        self._keep_logs(step_run, task)
+        step_run.set_tags(
+            {"lockgate.error": (task.error or "")[:500], "lockgate.worker": task.worker, "lockgate.attempts": attempt}
+        )
+        step_run.end(RunStatus.FAILED)
+        self._save(
+            parent.id,
+            node.name,
+            step_run.id,
+            "FAILED",
+            key,
+            [],
+            attempt,
+            int(task.started * 1000),
+            int(task.ended * 1000),
+        )
+        self._tick(node.name, f"failed: {task.error}")
+
+    def _keep_logs(self, step_run: ActiveRun, task: TaskResult) -> None:
+        for name, text in (("stdout.txt", task.stdout), ("stderr.txt", task.stderr)):
+            if text:
+                stored = self.ws.artifacts.put_bytes(text.encode())
+                with self.ws.db.write() as conn:
+                    self.runs_repo.record_artifact(conn, stored.sha256, stored.size, now_millis())
+                    self.runs_repo.attach_artifact(conn, step_run.id, f"logs/{name}", stored.sha256, stored.size)
+
+    def _save(
+        self,
+        pipeline_run_id: str,
+        node: str,
+        step_run_id: str | None,
+        status: str,
+        key: str,
+        outputs: list[dict[str, str]],
+        attempts: int,
+        started: int | None,
+        ended: int | None,
+    ) -> None:
+        with self.ws.db.write() as conn:
+            self.repo.save_step(
+                conn,
+                pipeline_run_id=pipeline_run_id,
+                node=node,
+                step_run_id=step_run_id,
+                status=status,
+                cache_key=key,
+                outputs=outputs,
+                attempts=attempts,
+                started_at=started,
+                ended_at=ended,
+            )
+
+    def _tick(self, node: str, what: str) -> None:
+        if self.progress is not None:
+            self.progress(node, what)
+
+
+class PipelineFailed(UserCodeError):
+    """A step failed after its retries; the pipeline run is FAILED and can be resumed."""
+
+    def __init__(self, result: PipelineResult, step: StepResult) -> None:
+        super().__init__(
+            f"step '{step.name}' of pipeline '{result.pipeline}' failed (see: lockgate runs show {(step.run_id or '')[:8]}); "
+            f"fix it and resume with: lockgate pipeline run FILE --resume {result.run_id[:8]}"
+        )
+        self.result = result
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, DataRef):
+        return value.uri
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return str(value)
+    try:
+        return canonical_json(value).decode()[:500]
+    except (TypeError, ValueError):
+        return f"<{type(value).__name__}>"
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if isinstance(v, DataRef):
+            out[k] = {"__dataref__": v.uri}
+        else:
+            out[k] = json.loads(canonical_json(v))
+    return out
