@@ -97,13 +97,18 @@ def run_pipeline(
     resume: str | None = None,
     project_root: Path | None = None,
     progress: Any = None,
+    tags: dict[str, str] | None = None,
 ) -> PipelineResult:
     """Run ``pipeline`` in ``ws``; see :class:`PipelineResult`.
+
+    ``tags`` are set on the pipeline run (a trigger records why the run started there).
 
     ``resume`` continues a failed pipeline run: finished steps are reused, the failed one and
     everything downstream of it run again, under the same run.
     """
-    runner = _Runner(ws, pipeline, experiment=experiment, cache=cache, project_root=project_root, progress=progress)
+    runner = _Runner(
+        ws, pipeline, experiment=experiment, cache=cache, project_root=project_root, progress=progress, tags=tags
+    )
     owned = isinstance(executor, str)
     ex = make_executor(executor) if isinstance(executor, str) else executor
     try:
@@ -123,8 +128,10 @@ class _Runner:
         cache: bool,
         project_root: Path | None,
         progress: Any,
+        tags: dict[str, str] | None = None,
     ) -> None:
         self.ws = ws
+        self.tags = dict(tags or {})
         self.pipeline = pipeline
         self.experiment = experiment or pipeline.name
         self.cache = cache
@@ -141,6 +148,8 @@ class _Runner:
         previous: dict[str, dict[str, Any]] = {}
         if resume is not None:
             parent, params = self._reopen(resume)
+            if self.tags:
+                parent.set_tags(self.tags)
             with self.ws.db.read() as conn:
                 previous = {s["node"]: s for s in self.repo.steps(conn, parent.id)}
             graph = self.pipeline.trace(**params)
@@ -150,7 +159,7 @@ class _Runner:
                 self.pipeline.name,
                 experiment=self.experiment,
                 params={k: _param_text(v) for k, v in graph.params.items() if not looks_like_secret(k)},
-                tags={"lockgate.kind": "pipeline", "lockgate.executor": executor.name},
+                tags={**self.tags, "lockgate.kind": "pipeline", "lockgate.executor": executor.name},
             )
             parent.log_dict(
                 {"pipeline": self.pipeline.name, "params": _jsonable(graph.params), "root": str(self.root)},
