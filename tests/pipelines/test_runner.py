@@ -135,3 +135,37 @@ def test_bad_parameters_and_files_get_clear_errors(ws: lg.Workspace, project: Pa
     (project / "broken.py").write_text("import not_a_module\n")
     with pytest.raises(lg.UserCodeError, match="does not import"):
         load_pipeline(str(project / "broken.py"))
+
+
+def test_a_plain_script_can_use_the_local_executor_without_a_main_guard(tmp_path: Path) -> None:
+    import subprocess
+
+    (tmp_path / "steps.py").write_text(
+        "from lockgate import pipeline, step\n"
+        "@step\ndef one() -> int:\n    return 1\n"
+        "@pipeline\ndef p():\n    return one()\n"
+    )
+    (tmp_path / "script.py").write_text(
+        "import sys\n"
+        "from lockgate import Workspace, run_pipeline, pipeline, step\n"
+        "from steps import p\n"
+        "print('script body ran', flush=True)\n"
+        "ws = Workspace.open(sys.argv[1])\n"
+        "print(run_pipeline(ws, p, executor='local').output('one'), flush=True)\n"
+        "@step\ndef local_step() -> int:\n    return 2\n"
+        "@pipeline\ndef q():\n    return local_step()\n"
+        "print(run_pipeline(ws, q).output('local_step'), flush=True)  # auto: inline for __main__ steps\n"
+        "try:\n    run_pipeline(ws, q, executor='local', cache=False)\n"
+        "except Exception as exc:\n    print(type(exc).__name__, flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "script.py"), str(tmp_path / "ws")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    # The workers did not re-run the script; __main__ steps run inline or are refused clearly.
+    assert done.stdout.splitlines() == ["script body ran", "1", "2", "InvalidInputError"]

@@ -159,6 +159,11 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"<pipeline {self.name}>"
 
+    def steps(self) -> list[Step[..., Any]]:
+        """The steps the pipeline function refers to (by name, without tracing it)."""
+        names = self.fn.__code__.co_names
+        return [v for k, v in self.fn.__globals__.items() if k in names and isinstance(v, Step)]
+
     def defaults(self) -> dict[str, Any]:
         return {
             name: p.default for name, p in self.signature.parameters.items() if p.default is not inspect.Parameter.empty

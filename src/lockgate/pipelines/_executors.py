@@ -18,6 +18,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,16 +143,46 @@ class LocalExecutor:
         self._pool = ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 2, mp_context=context)
 
     def submit(self, step_: Step[..., Any], arguments: dict[str, Any]) -> Future[TaskResult]:
-        return self._pool.submit(run_task, StepRef.of(step_), arguments)
+        if step_.fn.__module__ == "__main__":
+            raise InvalidInputError(
+                f"step '{step_.name}' is defined in the script being run, which worker processes cannot import; "
+                "move the steps to a module, or use executor='inline'"
+            )
+        with _main_module_hidden():
+            return self._pool.submit(run_task, StepRef.of(step_), arguments)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-EXECUTORS = ("local", "inline")
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start workers without re-running the caller's ``__main__``.
+
+    multiprocessing re-imports the parent's main script in every new worker, so a plain
+    script calling ``run_pipeline`` (no ``if __name__ == "__main__"`` guard) would run again
+    in each worker. Workers load the steps' own modules by file, so they never need
+    ``__main__``: while the pool starts processes, the main module shows no file or spec.
+    """
+    main = sys.modules.get("__main__")
+    saved = {name: getattr(main, name) for name in ("__file__", "__spec__") if main is not None and hasattr(main, name)}
+    try:
+        for name in saved:
+            setattr(main, name, None)
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(main, name, value)
 
 
-def make_executor(name: str, *, workers: int | None = None) -> Executor:
+EXECUTORS = ("auto", "local", "inline")
+
+
+def make_executor(name: str, *, workers: int | None = None, steps: list[Step[..., Any]] | None = None) -> Executor:
+    """``auto`` is ``local`` unless a step lives in ``__main__`` (a notebook or a script's own
+    steps), which worker processes cannot import: then ``inline``."""
+    if name == "auto":
+        name = "inline" if any(s.fn.__module__ == "__main__" for s in steps or []) else "local"
     if name == "local":
         return LocalExecutor(workers=workers)
     if name == "inline":

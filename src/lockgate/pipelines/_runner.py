@@ -92,7 +92,7 @@ def run_pipeline(
     *,
     params: dict[str, Any] | None = None,
     experiment: str | None = None,
-    executor: str | Executor = "local",
+    executor: str | Executor = "auto",
     cache: bool = True,
     resume: str | None = None,
     project_root: Path | None = None,
@@ -110,7 +110,7 @@ def run_pipeline(
         ws, pipeline, experiment=experiment, cache=cache, project_root=project_root, progress=progress, tags=tags
     )
     owned = isinstance(executor, str)
-    ex = make_executor(executor) if isinstance(executor, str) else executor
+    ex = make_executor(executor, steps=pipeline.steps()) if isinstance(executor, str) else executor
     try:
         return runner.run(params or {}, ex, resume=resume)
     finally:
