@@ -38,6 +38,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
 app.add_typer(pipeline.app, name="pipeline")
 app.command("lineage")(lineage)
+app.command("reproduce")(pipeline.reproduce_command)
 app.command("demo")(demo)
 
 

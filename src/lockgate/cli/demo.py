@@ -26,7 +26,7 @@ from lockgate.examples.fraud.data import FraudData, generate, labels_known_at, w
 from lockgate.examples.fraud.features import FEATURES
 from lockgate.examples.fraud.pipeline import fraud as fraud_pipeline
 from lockgate.examples.fraud.train import FEATURE_REFS
-from lockgate.pipelines import DataRef, run_pipeline
+from lockgate.pipelines import DataRef, reproduce, run_pipeline
 from lockgate.workspace import Workspace
 
 __all__ = ["demo"]
@@ -168,8 +168,26 @@ def demo(
         )
         return first.run_id, Group(steps, grid), summary
 
-    _, body, took = story.chapter("Training pipeline", fit)
+    run_id, body, took = story.chapter("Training pipeline", fit)
     story.show(3, "Training pipeline", body, f"{hint_env} lockgate runs list --all", took)
+
+    # 4. Reproduce ---------------------------------------------------------------------------------
+    def rebuild() -> tuple[bool, Group, str]:
+        report = reproduce(ws, run_id)
+        rows = [(d.what, d.recorded, d.now, d.cause) for d in [*report.differences, *report.notes]]
+        parts: list[RenderableType] = [
+            (
+                f"run {short(run_id)} rebuilt in a fresh workspace with caching off "
+                f"(run {short(report.reproduced_run_id)}): every step executed again"
+            ),
+        ]
+        if rows:
+            parts.append(table(None, ["what", "recorded", "now", "likely cause"], rows))
+        parts.append(f"[bold]{report.verdict}[/]")
+        return report.ok, Group(*parts), report.verdict
+
+    _, body, took = story.chapter("Reproduce", rebuild)
+    story.show(4, "Reproduce", body, f"{hint_env} lockgate reproduce {short(run_id)}", took)
 
     # 4. Lineage -----------------------------------------------------------------------------------
     def trace() -> tuple[None, Group, str]:
@@ -184,7 +202,7 @@ def demo(
         return None, Group(*trees, note), f"{len(graph.nodes)} nodes traced"
 
     _, body, took = story.chapter("Lineage", trace)
-    story.show(4, "Lineage", body, f"{hint_env} lockgate lineage models:/fraud@champion --format openlineage", took)
+    story.show(5, "Lineage", body, f"{hint_env} lockgate lineage models:/fraud@champion --format openlineage", took)
 
     # 5. Audit -------------------------------------------------------------------------------------
     def audit() -> tuple[None, Group, str]:
@@ -202,7 +220,7 @@ def demo(
         )
 
     _, body, took = story.chapter("Audit", audit)
-    story.show(5, "Audit", body, f"{hint_env} lockgate audit verify", took)
+    story.show(6, "Audit", body, f"{hint_env} lockgate audit verify", took)
 
     size = sum(o.size for o in ws.artifacts.iter_objects())
     summary = table(

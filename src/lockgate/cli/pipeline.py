@@ -10,10 +10,18 @@ import typer
 from lockgate.cli._context import state
 from lockgate.cli._output import JsonOpt, short, table
 from lockgate.errors import CheckFailed
-from lockgate.pipelines import EXECUTORS, PipelineFailed, PipelineResult, load_pipeline, parse_params, run_pipeline
+from lockgate.pipelines import (
+    EXECUTORS,
+    PipelineFailed,
+    PipelineResult,
+    load_pipeline,
+    parse_params,
+    reproduce,
+    run_pipeline,
+)
 from lockgate.pipelines.checks import run_checks
 
-__all__ = ["app"]
+__all__ = ["app", "reproduce_command"]
 
 app = typer.Typer(
     help="Pipelines: run, check.\n\nExample: lockgate pipeline run examples/fraud/pipeline.py --param max_iter=100"
@@ -116,3 +124,29 @@ def check(
         raise CheckFailed(
             f"{len(failed)} of {len(results)} checks failed for pipeline {flow.name}: {failed[0].message}"
         )
+
+
+def reproduce_command(
+    ctx: typer.Context,
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A finished pipeline run (id, prefix or runs:/ID).")],
+    executor: Annotated[str, typer.Option(help=f"Where steps run: {', '.join(EXECUTORS)}.")] = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Rebuild a pipeline run in a fresh workspace with caching off and compare every output.
+
+    Checks out the recorded commit with its dirty diff, compares the environment and the
+    data, re-runs every step and compares each output's hash. Exits 1 unless it reproduced
+    bit-for-bit. Example: lockgate reproduce 1a2b3c4d
+    """
+    st = state(ctx)
+    st.output.info(f"reproducing run {run_ref} in a fresh workspace, caching off…")
+    report = reproduce(st.workspace(), run_ref, executor=executor)
+    if as_json:
+        st.output.json(report.to_dict())
+    else:
+        rows = [(d.what, d.recorded, d.now, d.cause) for d in [*report.differences, *report.notes]]
+        if rows:
+            st.output.print(table("differences and notes", ["what", "recorded", "now", "likely cause"], rows))
+        st.output.print(report.verdict)
+    if not report.ok:
+        raise CheckFailed(f"run {report.run_id[:8]} was not reproduced: {report.differences[0]}")

@@ -20,11 +20,13 @@ from lockgate.pipelines._dataref import DataRef
 from lockgate.pipelines._dsl import Node, Pipeline, PipelineGraph, Step, StepOutput, pipeline, step
 from lockgate.pipelines._executors import EXECUTORS, InlineExecutor, LocalExecutor
 from lockgate.pipelines._loader import load_pipeline, parse_params
+from lockgate.pipelines._reproduce import Difference, ReproductionReport, reproduce
 from lockgate.pipelines._runner import PipelineFailed, PipelineResult, StepResult, run_pipeline
 
 __all__ = [
     "EXECUTORS",
     "DataRef",
+    "Difference",
     "InlineExecutor",
     "LocalExecutor",
     "Node",
@@ -32,12 +34,14 @@ __all__ = [
     "PipelineFailed",
     "PipelineGraph",
     "PipelineResult",
+    "ReproductionReport",
     "Step",
     "StepOutput",
     "StepResult",
     "load_pipeline",
     "parse_params",
     "pipeline",
+    "reproduce",
     "run_pipeline",
     "step",
 ]

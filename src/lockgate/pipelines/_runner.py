@@ -20,7 +20,7 @@ from typing import Any
 from lockgate.clock import now_millis
 from lockgate.entities import LineageEdge, NodeKind, RunStatus
 from lockgate.errors import ConflictError, InvalidInputError, UserCodeError
-from lockgate.hashing import canonical_json, sha256_bytes
+from lockgate.hashing import canonical_json, sha256_bytes, sha256_file
 from lockgate.pipelines._dataref import DataRef
 from lockgate.pipelines._dsl import Node, Pipeline, PipelineGraph, StepOutput
 from lockgate.pipelines._executors import Executor, TaskResult, make_executor
@@ -82,6 +82,11 @@ class PipelineResult:
         out = self._outputs[step_name]
         return decode(out.kind, self._ws.artifacts.get_bytes(out.sha256))
 
+    def output_hash(self, step_name: str) -> str | None:
+        """The content hash of a step's output (what reproduce compares)."""
+        out = self._outputs.get(step_name)
+        return out.content_hash if out else None
+
     def step_run(self, step_name: str) -> str | None:
         return next((s.run_id for s in self.steps if s.name == step_name), None)
 
@@ -141,6 +146,7 @@ class _Runner:
         self.repo = PipelineRepository()
         self.runs_repo = RunRepository()
         self.env_hash = capture_environment().hash
+        self.sources: dict[str, str] = {}
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -161,11 +167,23 @@ class _Runner:
                 params={k: _param_text(v) for k, v in graph.params.items() if not looks_like_secret(k)},
                 tags={**self.tags, "lockgate.kind": "pipeline", "lockgate.executor": executor.name},
             )
+        data_hashes = self._hash_data_refs(graph)
+        if resume is None:
+            # What reproduce needs: which pipeline, from which file, with which parameters and data.
+            source = inspect.getsourcefile(self.pipeline.fn)
+            if source is not None and not Path(source).is_file():
+                source = None  # defined in a notebook cell or a doctest: nothing to check out later
             parent.log_dict(
-                {"pipeline": self.pipeline.name, "params": _jsonable(graph.params), "root": str(self.root)},
+                {
+                    "pipeline": self.pipeline.name,
+                    "file": str(Path(source).resolve()) if source else None,
+                    "file_sha256": sha256_file(source) if source else None,
+                    "params": _jsonable(graph.params),
+                    "root": str(self.root),
+                    "data": data_hashes,
+                },
                 "pipeline.json",
             )
-        data_hashes = self._hash_data_refs(graph)
         outputs: dict[str, Output] = {}
         results: dict[str, StepResult] = {}
         failed: set[str] = set()
@@ -262,11 +280,13 @@ class _Runner:
                 inputs[name] = "data:" + data_hashes[value.uri]
             else:
                 inputs[name] = "value:" + value_hash(value)
+        code = source_hash(node.step.fn, self.root)
+        self.sources[node.name] = code
         return sha256_bytes(
             canonical_json(
                 {
                     "step": node.step.name,
-                    "source": source_hash(node.step.fn, self.root),
+                    "source": code,
                     "inputs": inputs,
                     "environment": self.env_hash,
                 }
@@ -318,7 +338,12 @@ class _Runner:
             experiment=self.experiment,
             parent=parent,
             params=params,
-            tags={"lockgate.kind": "step", "lockgate.step": node.step.name, **(tags or {})},
+            tags={
+                "lockgate.kind": "step",
+                "lockgate.step": node.step.name,
+                "lockgate.source_sha256": self.sources.get(node.name, ""),
+                **(tags or {}),
+            },
         )
 
     def _materialize(self, node: Node, outputs: dict[str, Output]) -> dict[str, Any]:
