@@ -207,7 +207,15 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     home = tmp_path / "demo"
     assert main(["demo", "--home", str(home), "--days", "50"]) == 0
     out = capsys.readouterr().out
-    for chapter in ("1. Workspace", "2. Data", "3. Training", "4. Reproduce", "reproduced bit-for-bit", "6. Audit", "try next"):
+    for chapter in (
+        "1. Workspace",
+        "2. Data",
+        "3. Training",
+        "4. Reproduce",
+        "reproduced bit-for-bit",
+        "6. Audit",
+        "try next",
+    ):
         assert chapter in out
     ws = lg.Workspace.open(home / ".lockgate")
     assert ws.models.get("models:/fraud@champion").version == 1
