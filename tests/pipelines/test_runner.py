@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -169,3 +170,20 @@ def test_a_plain_script_can_use_the_local_executor_without_a_main_guard(tmp_path
     assert done.returncode == 0, done.stderr
     # The workers did not re-run the script; __main__ steps run inline or are refused clearly.
     assert done.stdout.splitlines() == ["script body ran", "1", "2", "InvalidInputError"]
+
+
+def test_map_fans_a_step_out_over_values_and_the_pool_runs_them(ws: lg.Workspace, tmp_path: Path) -> None:
+    (tmp_path / "fan.py").write_text(
+        "import os\n"
+        "from lockgate.pipelines import pipeline, step\n"
+        "@step\ndef square(x: int, offset: int = 0) -> list[int]:\n    return [x * x + offset, os.getpid()]\n"
+        "@step\ndef total(parts: list) -> dict[str, float]:\n    return {'total': float(sum(p[0] for p in parts))}\n"
+        "@step\ndef gather(a: list[int], b: list[int], c: list[int], d: list[int]) -> list:\n    return [a, b, c, d]\n"
+        "@pipeline\ndef fan(n: int = 4):\n    parts = square.map(range(1, n + 1), offset=1)\n    return total(gather(*parts))\n"
+    )
+    flow = load_pipeline(str(tmp_path / "fan.py"))
+    assert [n.name for n in flow.trace().nodes] == ["square", "square_2", "square_3", "square_4", "gather", "total"]
+    result = run_pipeline(ws, flow, executor="local")
+    assert result.output("total") == {"total": 34.0}  # 2 + 5 + 10 + 17
+    pids = {result.output(f"square{s}")[1] for s in ("", "_2", "_3", "_4")}
+    assert os.getpid() not in pids  # the squares ran in worker processes

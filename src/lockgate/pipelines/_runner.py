@@ -192,7 +192,7 @@ class _Runner:
         try:
             while pending or running:
                 for node in list(pending):
-                    if failed & set(node.upstream) or any(u in failed for u in node.upstream):
+                    if failed & set(node.upstream):
                         pending.remove(node)
                         failed.add(node.name)
                         results[node.name] = StepResult(node.name, "SKIPPED", None)
@@ -233,8 +233,10 @@ class _Runner:
                             node.name, "FAILED", step_run.id, task.ended - task.started, key
                         )
         except BaseException:
-            for future in running:
+            # Interrupted (Ctrl-C, a broken worker pool, a store failure): nothing is left RUNNING.
+            for future, (_, step_run, _, _) in running.items():
                 future.cancel()
+                step_run.end(RunStatus.KILLED)
             parent.end(RunStatus.KILLED if not failed else RunStatus.FAILED)
             raise
         status = RunStatus.FAILED if failed else RunStatus.FINISHED
