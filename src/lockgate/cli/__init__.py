@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from lockgate._version import __version__
-from lockgate.cli import audit, db, models, pipeline, runs
+from lockgate.cli import audit, db, models, pipeline, runs, scheduler, triggers
 from lockgate.cli._context import State, state
 from lockgate.cli._output import Output, human_bytes
 from lockgate.cli.demo import demo
@@ -37,6 +37,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
 app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(triggers.app, name="triggers")
+app.add_typer(scheduler.app, name="scheduler")
 app.command("lineage")(lineage)
 app.command("reproduce")(pipeline.reproduce_command)
 app.command("demo")(demo)

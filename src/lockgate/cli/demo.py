@@ -22,11 +22,6 @@ from lockgate.cli._context import state
 from lockgate.cli._output import Output, human_bytes, short, table
 from lockgate.cli.lineage import render
 from lockgate.errors import ConflictError, InvalidInputError
-from lockgate.examples.fraud.data import FraudData, generate, labels_known_at, write_daily_parquet
-from lockgate.examples.fraud.features import FEATURES
-from lockgate.examples.fraud.pipeline import fraud as fraud_pipeline
-from lockgate.examples.fraud.train import FEATURE_REFS
-from lockgate.pipelines import DataRef, reproduce, run_pipeline
 from lockgate.workspace import Workspace
 
 __all__ = ["demo"]
@@ -74,6 +69,14 @@ def demo(
 
     Example: lockgate demo --home /tmp/fraud-demo
     """
+    # The story's imports (scikit-learn among them) load only when the demo runs, so every
+    # other command starts fast.
+    from lockgate.examples.fraud.data import generate, labels_known_at, write_daily_parquet
+    from lockgate.examples.fraud.features import FEATURES
+    from lockgate.examples.fraud.pipeline import fraud as fraud_pipeline
+    from lockgate.examples.fraud.train import FEATURE_REFS
+    from lockgate.pipelines import DataRef, reproduce, run_pipeline
+
     if days < 45:
         raise InvalidInputError(
             f"the demo needs at least 45 days of data to train before the shift, not {days}; use --days 45 or more"
@@ -98,7 +101,7 @@ def demo(
     story.show(1, "Workspace", body, f"{hint_env} lockgate runs list", took)
 
     # 2. Data ----------------------------------------------------------------------------------
-    def make_data() -> tuple[FraudData, Table, str]:
+    def make_data() -> tuple[Any, Table, str]:
         data = generate(days=days)
         files = write_daily_parquet(data.transactions.drop_columns(["is_fraud"]), home / "data" / "transactions")
         pq.write_table(data.labels, home / "data" / "labels.parquet")

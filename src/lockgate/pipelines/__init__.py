@@ -22,12 +22,16 @@ from lockgate.pipelines._executors import EXECUTORS, InlineExecutor, LocalExecut
 from lockgate.pipelines._loader import load_pipeline, parse_params
 from lockgate.pipelines._reproduce import Difference, ReproductionReport, reproduce
 from lockgate.pipelines._runner import PipelineFailed, PipelineResult, StepResult, run_pipeline
+from lockgate.pipelines._scheduler import Evaluation, Lease, Scheduler
+from lockgate.pipelines.triggers import Trigger, TriggerFire, TriggerService
 
 __all__ = [
     "EXECUTORS",
     "DataRef",
     "Difference",
+    "Evaluation",
     "InlineExecutor",
+    "Lease",
     "LocalExecutor",
     "Node",
     "Pipeline",
@@ -35,9 +39,13 @@ __all__ = [
     "PipelineGraph",
     "PipelineResult",
     "ReproductionReport",
+    "Scheduler",
     "Step",
     "StepOutput",
     "StepResult",
+    "Trigger",
+    "TriggerFire",
+    "TriggerService",
     "load_pipeline",
     "parse_params",
     "pipeline",

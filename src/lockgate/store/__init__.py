@@ -12,13 +12,16 @@ from lockgate.store.lineage import LineageRepository
 from lockgate.store.pipelines import PipelineRepository
 from lockgate.store.registry import ModelRepository
 from lockgate.store.runs import RunRepository
+from lockgate.store.triggers import LeaseRepository, TriggerRepository
 
 __all__ = [
     "AuditRepository",
     "Database",
     "DatasetRepository",
+    "LeaseRepository",
     "LineageRepository",
     "ModelRepository",
     "PipelineRepository",
     "RunRepository",
+    "TriggerRepository",
 ]

@@ -33,8 +33,11 @@ __all__ = [
     "registered_models",
     "run_artifacts",
     "runs",
+    "scheduler_leases",
     "step_cache",
     "tags",
+    "trigger_fires",
+    "triggers",
 ]
 
 metadata = sa.MetaData(
@@ -307,4 +310,60 @@ step_cache = sa.Table(
     sa.Column("outputs", sa.JSON, nullable=False),
     sa.Column("step_run_id", sa.String(32), sa.ForeignKey("runs.id")),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+
+# Continuous-training triggers: what starts a pipeline (a cron schedule, new data in a watched
+# folder, a person, or a monitor calling ``fire``), with its cooldown and what it last saw.
+triggers = sa.Table(
+    "triggers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(256), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("pipeline", sa.String(2048), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("workdir", sa.String(2048), nullable=False),  # firings run here: relative paths mean the same
+    sa.Column("schedule", sa.String(256)),
+    sa.Column("watch", sa.String(2048)),
+    sa.Column("cooldown_ms", sa.BigInteger, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("last_tick_at", sa.BigInteger),  # cron: the newest schedule tick already handled
+    sa.Column("watch_state", sa.JSON),  # new data: the folder's files as last handled
+    sa.Column("last_fired_at", sa.BigInteger),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# One row per firing: why (reason, details, actor), the event it stands for (dedup_key: one
+# firing per schedule tick, data version or caller-given key), and the pipeline run it started.
+trigger_fires = sa.Table(
+    "trigger_fires",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("trigger_id", sa.Integer, sa.ForeignKey("triggers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("dedup_key", sa.String(256)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("fired_at", sa.BigInteger, nullable=False),
+    sa.Column("runner", sa.String(256)),
+    sa.Column("started_at", sa.BigInteger),
+    sa.Column("ended_at", sa.BigInteger),
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id")),
+    sa.Column("error", sa.Text),
+    sa.UniqueConstraint("trigger_id", "dedup_key"),
+    sa.Index("ix_trigger_fires_status", "status"),
+)
+
+# Who may run the scheduler loop: one row per lease, held until ``expires_at`` unless renewed.
+scheduler_leases = sa.Table(
+    "scheduler_leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(256), nullable=False),
+    sa.Column("acquired_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
 )
