@@ -213,7 +213,10 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         "3. Training",
         "4. Reproduce",
         "reproduced bit-for-bit",
-        "6. Audit",
+        "5. Continuous training",
+        "reason new_data",
+        "6. Lineage",
+        "7. Audit",
         "try next",
     ):
         assert chapter in out

@@ -5,9 +5,11 @@ The story's work lives in ``lockgate.examples.fraud``; this module only tells it
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,7 +77,7 @@ def demo(
     from lockgate.examples.fraud.features import FEATURES
     from lockgate.examples.fraud.pipeline import fraud as fraud_pipeline
     from lockgate.examples.fraud.train import FEATURE_REFS
-    from lockgate.pipelines import DataRef, reproduce, run_pipeline
+    from lockgate.pipelines import DataRef, Scheduler, TriggerService, reproduce, run_pipeline
 
     if days < 45:
         raise InvalidInputError(
@@ -133,12 +135,14 @@ def demo(
     # 3. Training --------------------------------------------------------------------------------
     as_of = data.shift_start
 
+    pipeline_params = {
+        "transactions": DataRef(str(home / "data" / "transactions")),
+        "labels": DataRef(str(home / "data" / "labels.parquet")),
+        "as_of": as_of.isoformat(),
+    }
+
     def fit() -> tuple[str, Group, str]:
-        params = {
-            "transactions": DataRef(str(home / "data" / "transactions")),
-            "labels": DataRef(str(home / "data" / "labels.parquet")),
-            "as_of": as_of.isoformat(),
-        }
+        params = pipeline_params
         first = run_pipeline(ws, fraud_pipeline, params=params, executor="local")
         metrics = first.output("evaluate")
         frame = first.output("training_set")
@@ -192,7 +196,41 @@ def demo(
     _, body, took = story.chapter("Reproduce", rebuild)
     story.show(4, "Reproduce", body, f"{hint_env} lockgate reproduce {short(run_id)}", took)
 
-    # 4. Lineage -----------------------------------------------------------------------------------
+    # 5. Continuous training ------------------------------------------------------------------------
+    def retrain_on_new_data() -> tuple[None, Group, str]:
+        folder = home / "data" / "transactions"
+        triggers = TriggerService(ws)
+        triggers.add(
+            "new-transactions",
+            pipeline=f"{inspect.getsourcefile(fraud_pipeline.fn)}:fraud",
+            watch=folder,
+            params=pipeline_params,
+            cooldown="10m",
+        )
+        # A late batch lands: corrections for the last day, as an upstream system would deliver.
+        last_day = data.transactions.filter(pc.greater_equal(data.transactions["ts"], data.end - timedelta(days=1)))
+        late = last_day.slice(0, 200).drop_columns(["is_fraud"])
+        late = late.set_column(0, "transaction_id", pc.binary_join_element_wise("late-", late["transaction_id"], ""))
+        pq.write_table(late, folder / f"{data.end:%Y-%m-%d}-late.parquet")
+        evaluation = Scheduler(ws, executor="local", isolate=False).evaluate_once()
+        (fire,) = evaluation.ran
+        children = [r for r in ws.runs.search(include_children=True) if r.parent_id == fire.run_id]
+        rows = [
+            (r.name, "cached" if r.tags.get("lockgate.cache") == "hit" else "ran")
+            for r in sorted(children, key=lambda r: r.start_time)
+        ]
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row("trigger", f"new-transactions: watches {folder.name}/ for new data (cooldown 10 min)")
+        grid.add_row("arrived", f"{late.num_rows} late transactions in {data.end:%Y-%m-%d}-late.parquet")
+        grid.add_row("fired", f"reason {fire.reason}; pipeline run {short(fire.run_id)} {fire.status.lower()}")
+        body = Group(grid, table(None, ["step", "this run"], rows))
+        reran = sum(1 for _, what in rows if what == "ran")
+        return None, body, f"new data fired a run: {reran} steps ran, {len(rows) - reran} cached"
+
+    _, body, took = story.chapter("Continuous training", retrain_on_new_data)
+    story.show(5, "Continuous training", body, f"{hint_env} lockgate triggers show new-transactions", took)
+
+    # 6. Lineage -----------------------------------------------------------------------------------
     def trace() -> tuple[None, Group, str]:
         graph = ws.lineage_of("models:/fraud@champion", direction="upstream")
         events = ws.openlineage("models:/fraud@champion", direction="upstream")
@@ -205,9 +243,9 @@ def demo(
         return None, Group(*trees, note), f"{len(graph.nodes)} nodes traced"
 
     _, body, took = story.chapter("Lineage", trace)
-    story.show(5, "Lineage", body, f"{hint_env} lockgate lineage models:/fraud@champion --format openlineage", took)
+    story.show(6, "Lineage", body, f"{hint_env} lockgate lineage models:/fraud@champion --format openlineage", took)
 
-    # 5. Audit -------------------------------------------------------------------------------------
+    # 7. Audit -------------------------------------------------------------------------------------
     def audit() -> tuple[None, Group, str]:
         report = ws.audit.verify()
         events = ws.audit.events(limit=6)
@@ -223,7 +261,7 @@ def demo(
         )
 
     _, body, took = story.chapter("Audit", audit)
-    story.show(6, "Audit", body, f"{hint_env} lockgate audit verify", took)
+    story.show(7, "Audit", body, f"{hint_env} lockgate audit verify", took)
 
     size = sum(o.size for o in ws.artifacts.iter_objects())
     summary = table(
