@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import lockgate as lg
 from lockgate.pipelines import DataRef, load_pipeline, reproduce, run_pipeline
-
-PROJECT = Path(__file__).parent / "project"
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "project"
-    shutil.copytree(PROJECT, root)
-    rows = ["x,y"] + [f"{i / 10},{int(i > 20)}" for i in range(40)]
-    (root / "data.csv").write_text("\n".join(rows) + "\n")
-    sys.modules.pop("helpers", None)
-    yield root
-    sys.modules.pop("helpers", None)
-    sys.path[:] = [p for p in sys.path if p != str(root)]
 
 
 def _first_run(ws: lg.Workspace, root: Path) -> str:

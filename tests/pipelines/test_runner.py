@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import lockgate as lg
 from lockgate.pipelines import DataRef, PipelineFailed, load_pipeline, run_pipeline
-
-PROJECT = Path(__file__).parent / "project"
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[Path]:
-    """A copy of the test project (so tests may edit it) with a small data file."""
-    root = tmp_path / "project"
-    shutil.copytree(PROJECT, root)
-    rows = ["x,y"] + [f"{i / 10},{int(i > 20)}" for i in range(40)]
-    (root / "data.csv").write_text("\n".join(rows) + "\n")
-    sys.modules.pop("helpers", None)
-    yield root
-    sys.modules.pop("helpers", None)
-    sys.path[:] = [p for p in sys.path if p != str(root)]
 
 
 def _run(ws: lg.Workspace, root: Path, **kwargs: object) -> object:

@@ -7,15 +7,16 @@ a :class:`DataRef` is hashed by content every time a pipeline runs, so it cannot
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lockgate.errors import InvalidInputError, NotFoundError
-from lockgate.hashing import sha256_file
+from lockgate.hashing import canonical_json, sha256_file
 from lockgate.tables import read_table
 
-__all__ = ["DataRef"]
+__all__ = ["DataRef", "decode_params", "encode_params"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +59,20 @@ class DataRef:
     def read(self) -> Any:
         """The data as an Arrow table (Parquet, CSV or Arrow files, or a folder of Parquet)."""
         return read_table(self.path)
+
+
+_TAG = "__dataref__"
+
+
+def encode_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Pipeline parameters as JSON (stored with runs and triggers); DataRefs keep their type.
+
+    >>> decode_params(encode_params({"source": DataRef("data/"), "n": 3})) == {"source": DataRef("data/"), "n": 3}
+    True
+    """
+    return {k: {_TAG: v.uri} if isinstance(v, DataRef) else json.loads(canonical_json(v)) for k, v in params.items()}
+
+
+def decode_params(params: dict[str, Any] | None) -> dict[str, Any]:
+    """The inverse of :func:`encode_params`."""
+    return {k: DataRef(v[_TAG]) if isinstance(v, dict) and set(v) == {_TAG} else v for k, v in (params or {}).items()}

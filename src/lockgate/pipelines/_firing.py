@@ -14,7 +14,7 @@ from lockgate.audit import AuditLog
 from lockgate.clock import now_millis, to_iso
 from lockgate.entities import LineageEdge, NodeKind
 from lockgate.errors import LockgateError, NotFoundError
-from lockgate.pipelines._dataref import DataRef
+from lockgate.pipelines._dataref import decode_params
 from lockgate.pipelines._loader import load_pipeline
 from lockgate.pipelines._runner import PipelineFailed, run_pipeline
 from lockgate.store import TriggerRepository
@@ -219,11 +219,7 @@ def _finish(
         return TriggerFire.from_row(_REPO.fires(conn, ids=[fire.id])[0])
 
 
-def _decode_params(params: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: DataRef(v["__dataref__"]) if isinstance(v, dict) and set(v) == {"__dataref__"} else v
-        for k, v in (params or {}).items()
-    }
+_decode_params = decode_params
 
 
 def _fields(fire: TriggerFire) -> dict[str, Any]:

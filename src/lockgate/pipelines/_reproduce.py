@@ -22,7 +22,7 @@ from typing import Any
 from lockgate.entities import RunStatus
 from lockgate.errors import ConflictError, InvalidInputError, NotFoundError
 from lockgate.hashing import sha256_file
-from lockgate.pipelines._dataref import DataRef
+from lockgate.pipelines._dataref import DataRef, decode_params
 from lockgate.pipelines._loader import load_pipeline
 from lockgate.pipelines._runner import run_pipeline
 from lockgate.store import PipelineRepository
@@ -101,10 +101,7 @@ def reproduce(ws: Workspace, ref: str, *, executor: str = "auto") -> Reproductio
         report.notes.append(env_note)
     data_notes = _compare_data(manifest.get("data", {}))
     report.notes.extend(data_notes)
-    params = {
-        k: DataRef(v["__dataref__"]) if isinstance(v, dict) and set(v) == {"__dataref__"} else v
-        for k, v in manifest["params"].items()
-    }
+    params = decode_params(manifest["params"])
     diff = ws.artifacts.get_bytes(record.code_diff_sha256) if record.code_diff_sha256 else None
     with (
         tempfile.TemporaryDirectory(prefix="lockgate-reproduce-") as tmp,

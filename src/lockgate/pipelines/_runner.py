@@ -21,7 +21,7 @@ from lockgate.clock import now_millis
 from lockgate.entities import LineageEdge, NodeKind, RunStatus
 from lockgate.errors import ConflictError, InvalidInputError, UserCodeError
 from lockgate.hashing import canonical_json, sha256_bytes, sha256_file
-from lockgate.pipelines._dataref import DataRef
+from lockgate.pipelines._dataref import DataRef, decode_params, encode_params
 from lockgate.pipelines._dsl import Node, Pipeline, PipelineGraph, StepOutput
 from lockgate.pipelines._executors import Executor, TaskResult, make_executor
 from lockgate.pipelines._source import source_hash
@@ -178,7 +178,7 @@ class _Runner:
                     "pipeline": self.pipeline.name,
                     "file": str(Path(source).resolve()) if source else None,
                     "file_sha256": sha256_file(source) if source else None,
-                    "params": _jsonable(graph.params),
+                    "params": encode_params(graph.params),
                     "root": str(self.root),
                     "data": data_hashes,
                 },
@@ -259,10 +259,7 @@ class _Runner:
         manifest = next((a for a in self.ws.runs.artifacts(record.id) if a["path"] == "pipeline.json"), None)
         if manifest is None:
             raise ConflictError(f"run {record.id[:8]} has no pipeline manifest, so it cannot be resumed")
-        params = {
-            k: DataRef(v["__dataref__"]) if isinstance(v, dict) and set(v) == {"__dataref__"} else v
-            for k, v in json.loads(self.ws.artifacts.get_bytes(manifest["sha256"]))["params"].items()
-        }
+        params = decode_params(json.loads(self.ws.artifacts.get_bytes(manifest["sha256"]))["params"])
         return self.ws.runs.reopen(record.id), params
 
     def _hash_data_refs(self, graph: PipelineGraph) -> dict[str, str]:
@@ -520,13 +517,3 @@ def _param_text(value: Any) -> str:
         return canonical_json(value).decode()[:500]
     except (TypeError, ValueError):
         return f"<{type(value).__name__}>"
-
-
-def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in params.items():
-        if isinstance(v, DataRef):
-            out[k] = {"__dataref__": v.uri}
-        else:
-            out[k] = json.loads(canonical_json(v))
-    return out

@@ -46,7 +46,7 @@ from lockgate.clock import now_millis, to_iso
 from lockgate.errors import ConflictError, InvalidInputError, NotFoundError
 from lockgate.hashing import canonical_json
 from lockgate.pipelines._cron import check_cron, next_tick, parse_duration
-from lockgate.pipelines._dataref import DataRef
+from lockgate.pipelines._dataref import DataRef, encode_params
 from lockgate.pipelines._firing import TriggerFire, execute_fire, record_fire
 from lockgate.pipelines._loader import load_pipeline
 from lockgate.pipelines._watch import FolderSnapshot
@@ -344,7 +344,7 @@ def _check_pipeline(spec: str, params: dict[str, Any], base: Path) -> tuple[str,
     stored: dict[str, Any] = {}
     for key, value in params.items():
         if isinstance(value, DataRef):
-            stored[key] = {"__dataref__": value.uri}
+            stored[key] = encode_params({key: value})[key]
             continue
         try:
             stored[key] = json.loads(json.dumps(value))

@@ -601,21 +601,7 @@ class RunService:
                 object_id=run_id,
                 details={"experiment": experiment, "name": name, "parent": parent_id},
             )
-        run = ActiveRun(
-            run_id=run_id,
-            name=name,
-            experiment=experiment,
-            db=self._db,
-            artifacts=self._artifacts,
-            audit=self._audit,
-            lineage=self._lineage,
-            datasets=self._datasets,
-            model_logger=self.model_logger,
-            actor=self._actor,
-        )
-        _OPEN_RUNS.add(run)
-        _ensure_heartbeat_thread()
-        return run
+        return self._handle(run_id, name, experiment)
 
     # -- finding -----------------------------------------------------------------------------
 
@@ -716,10 +702,14 @@ class RunService:
                 object_id=record.id,
                 details={"was": str(record.status)},
             )
+        return self._handle(record.id, record.name, record.experiment)
+
+    def _handle(self, run_id: str, name: str, experiment: str) -> ActiveRun:
+        """The handle users log through; open runs get a heartbeat and are ended at exit."""
         run = ActiveRun(
-            run_id=record.id,
-            name=record.name,
-            experiment=record.experiment,
+            run_id=run_id,
+            name=name,
+            experiment=experiment,
             db=self._db,
             artifacts=self._artifacts,
             audit=self._audit,
