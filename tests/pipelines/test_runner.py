@@ -170,3 +170,10 @@ def test_map_fans_a_step_out_over_values_and_the_pool_runs_them(ws: lg.Workspace
     assert result.output("total") == {"total": 34.0}  # 2 + 5 + 10 + 17
     pids = {result.output(f"square{s}")[1] for s in ("", "_2", "_3", "_4")}
     assert os.getpid() not in pids  # the squares ran in worker processes
+
+
+def test_missing_data_is_refused_before_any_run_is_recorded(ws: lg.Workspace, project: Path) -> None:
+    flow = load_pipeline(str(project / "flow.py"))
+    with pytest.raises(lg.NotFoundError, match="does not exist"):
+        run_pipeline(ws, flow, params={"source": DataRef(str(project / "missing.csv"))}, executor="inline")
+    assert ws.runs.list(include_children=True) == []

@@ -28,11 +28,16 @@ def _import_file(path: Path) -> types.ModuleType:
         raise InvalidInputError(f"{path} is not a Python file lockgate can import")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    sys.path.insert(0, str(path.parent))  # the project's own modules import next to it
+    folder = str(path.parent)
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)  # the project's own modules import next to it
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
+        if added:
+            sys.path.remove(folder)
         raise UserCodeError(f"{path} does not import ({type(exc).__name__}: {exc}); fix the file and retry") from exc
     return module
 

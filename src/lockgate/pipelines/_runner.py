@@ -159,15 +159,17 @@ class _Runner:
             with self.ws.db.read() as conn:
                 previous = {s["node"]: s for s in self.repo.steps(conn, parent.id)}
             graph = self.pipeline.trace(**params)
+            data_hashes = self._hash_data_refs(graph)
         else:
             graph = self.pipeline.trace(**params)
+            # Hashed before anything is written: missing data is bad input, not a dangling run.
+            data_hashes = self._hash_data_refs(graph)
             parent = self.ws.start_run(
                 self.pipeline.name,
                 experiment=self.experiment,
                 params={k: _param_text(v) for k, v in graph.params.items() if not looks_like_secret(k)},
                 tags={**self.tags, "lockgate.kind": "pipeline", "lockgate.executor": executor.name},
             )
-        data_hashes = self._hash_data_refs(graph)
         if resume is None:
             # What reproduce needs: which pipeline, from which file, with which parameters and data.
             source = inspect.getsourcefile(self.pipeline.fn)
