@@ -273,6 +273,57 @@ class ArtifactStore:
             "restore it from a backup or log it again"
         )
 
+    # -- named objects ---------------------------------------------------------------------
+    # Some bytes are found by name, not by hash: a step's checkpoints are listed by a prefix
+    # the runner derives (pipeline run, step, cache key) on whichever machine resumes it.
+    # They live under ``named/``, outside ``objects/``, so ``gc`` never sweeps them.
+
+    def _named(self, name: str) -> str:
+        return f"{self._base}/named/{safe_relpath(name)}"
+
+    def put_named(self, name: str, data: bytes) -> None:
+        """Write ``data`` under ``name`` atomically (a reader sees all of it or nothing)."""
+        path = self._named(name)
+        if not self.is_local:
+            with self._guard():
+                self._fs.pipe_file(path, bytes(data))
+            return
+        tmp = self._new_tmp()
+        try:
+            with self._guard():
+                with open(tmp, "wb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def get_named(self, name: str) -> bytes:
+        with self._guard():
+            data: bytes = self._fs.cat_file(self._named(name))
+        return data
+
+    def list_named(self, prefix: str) -> list[str]:
+        """Names under ``prefix`` (a folder-like path), sorted; empty when there are none."""
+        base = self._named(prefix)
+        try:
+            with self._guard():
+                found = self._fs.find(base)
+        except NotFoundError:
+            return []
+        root = f"{self._base}/named/"
+        return sorted(str(p).split(root, 1)[-1] for p in found)
+
+    def delete_named(self, name: str) -> None:
+        path = self._named(name)
+        try:
+            with self._guard():
+                self._fs.rm_file(path)
+        except NotFoundError:
+            pass
+
     # -- housekeeping ----------------------------------------------------------------------
 
     def iter_objects(self) -> Iterator[StoredObject]:

@@ -44,6 +44,9 @@ def run(
     config: ConfigOpt = None,
     resume: Annotated[str | None, typer.Option(help="Continue this failed pipeline run from its failed step.")] = None,
     executor: Annotated[str, typer.Option(help=f"Where steps run: {', '.join(EXECUTORS)}.")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="The Ray cluster for --executor ray (e.g. ray://head:10001).")
+    ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every step, even with a cached result.")] = False,
     experiment: Annotated[str | None, typer.Option(help="Experiment (default: the pipeline's name).")] = None,
     as_json: JsonOpt = False,
@@ -68,6 +71,7 @@ def run(
             resume=resume,
             experiment=experiment,
             progress=progress,
+            ray_address=ray_address,
         )
     except PipelineFailed as failed:
         if as_json:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from lockgate.errors import InvalidInputError, UserCodeError
+from lockgate.pipelines._context import StepContext, is_context_annotation
 
 __all__ = ["Node", "Pipeline", "PipelineGraph", "Step", "StepOutput", "pipeline", "step"]
 
@@ -114,14 +115,39 @@ class PipelineGraph:
 class Step(Generic[P, R]):
     """A pipeline step: a plain function plus how the runner should treat it."""
 
-    def __init__(self, fn: Callable[P, R], *, name: str | None = None, cache: bool = True, retries: int = 0) -> None:
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        name: str | None = None,
+        cache: bool = True,
+        retries: int = 0,
+        timeout: float | None = None,
+        keep_checkpoints: int = 3,
+        checkpoint_interval: float = 0.0,
+        max_preemptions: int = 3,
+    ) -> None:
+        label = f"step '{fn.__name__}'"
         if retries < 0:
-            raise InvalidInputError(f"step '{fn.__name__}': retries must be 0 or more, not {retries}")
+            raise InvalidInputError(f"{label}: retries must be 0 or more, not {retries}")
+        if timeout is not None and not timeout > 0:
+            raise InvalidInputError(f"{label}: timeout must be a positive number of seconds, not {timeout}")
+        if keep_checkpoints < 1:
+            raise InvalidInputError(f"{label}: keep_checkpoints must be 1 or more, not {keep_checkpoints}")
+        if max_preemptions < 0:
+            raise InvalidInputError(f"{label}: max_preemptions must be 0 or more, not {max_preemptions}")
         self.fn = fn
         self.name = name or fn.__name__
         self.cache = cache
         self.retries = retries
-        self.signature = inspect.signature(fn)
+        self.timeout = timeout
+        self.keep_checkpoints = keep_checkpoints
+        self.checkpoint_interval = checkpoint_interval
+        self.max_preemptions = max_preemptions
+        full = inspect.signature(fn)
+        # A parameter annotated StepContext is the runner's to fill, never the pipeline's.
+        self.context_param = next((n for n, p in full.parameters.items() if is_context_annotation(p.annotation)), None)
+        self.signature = full.replace(parameters=[p for n, p in full.parameters.items() if n != self.context_param])
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -131,6 +157,8 @@ class Step(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         graph = _TRACING.get()
         if graph is None:
+            if self.context_param is not None and self.context_param not in kwargs:
+                kwargs[self.context_param] = StepContext()
             return self.fn(*args, **kwargs)
         try:
             bound = self.signature.bind(*args, **kwargs)
@@ -219,17 +247,49 @@ class Pipeline:
 def step(fn: Callable[P, R], /) -> Step[P, R]: ...
 @overload
 def step(
-    *, name: str | None = None, cache: bool = True, retries: int = 0
+    *,
+    name: str | None = None,
+    cache: bool = True,
+    retries: int = 0,
+    timeout: float | None = None,
+    keep_checkpoints: int = 3,
+    checkpoint_interval: float = 0.0,
+    max_preemptions: int = 3,
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 def step(
-    fn: Callable[P, R] | None = None, /, *, name: str | None = None, cache: bool = True, retries: int = 0
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    cache: bool = True,
+    retries: int = 0,
+    timeout: float | None = None,
+    keep_checkpoints: int = 3,
+    checkpoint_interval: float = 0.0,
+    max_preemptions: int = 3,
 ) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
-    """Make a function a pipeline step (``@step`` or ``@step(cache=False, retries=2)``)."""
+    """Make a function a pipeline step (``@step`` or ``@step(retries=2, timeout=600)``).
+
+    ``retries`` re-runs a step that raised, with backoff; ``timeout`` (seconds) stops a step
+    that runs too long (it then counts as a failed attempt). A step that takes a
+    :class:`StepContext` can checkpoint: ``keep_checkpoints`` are kept, written at most every
+    ``checkpoint_interval`` seconds; a step whose worker was preempted (SIGTERM) or killed is
+    run again from its latest checkpoint up to ``max_preemptions`` times, apart from its retries.
+    """
     if fn is not None:
         return Step(fn)
 
     def wrap(f: Callable[P, R]) -> Step[P, R]:
-        return Step(f, name=name, cache=cache, retries=retries)
+        return Step(
+            f,
+            name=name,
+            cache=cache,
+            retries=retries,
+            timeout=timeout,
+            keep_checkpoints=keep_checkpoints,
+            checkpoint_interval=checkpoint_interval,
+            max_preemptions=max_preemptions,
+        )
 
     return wrap
 

@@ -1,9 +1,12 @@
-"""Where steps execute: in this process (``inline``) or in a pool of worker processes
-(``local``, the default), with independent steps running side by side.
+"""Where steps execute: in this process (``inline``), in a pool of worker processes
+(``local``, the default) or on a Ray cluster (``ray``), with independent steps side by side.
 
-A worker receives the step and its input values and sends back the encoded output, its
-stdout and stderr, and where and when it ran. It never touches the metadata database: all
-recording happens in the runner's process, in one place.
+A worker receives a :class:`Task` (the step, its input values, where its checkpoints go and
+its timeout) and sends back the encoded output, its stdout and stderr, and where and when it
+ran. It never touches the metadata database: all recording happens in the runner's process,
+in one place. A worker that dies (SIGKILL, out of memory, a lost node) shows up as an
+exception the executor ``recover``s from; the runner then runs the step again from its
+latest checkpoint.
 """
 
 from __future__ import annotations
@@ -20,15 +23,27 @@ import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from lockgate.errors import InvalidInputError
+from lockgate.pipelines._context import ContextSpec, Preempted, StepContext, step_signals
 from lockgate.pipelines._dsl import Step
 from lockgate.pipelines._values import StoredValue, encode
 
-__all__ = ["EXECUTORS", "Executor", "InlineExecutor", "LocalExecutor", "TaskResult", "make_executor"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "InlineExecutor",
+    "LocalExecutor",
+    "StepRef",
+    "Task",
+    "TaskResult",
+    "make_executor",
+    "run_task",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +81,20 @@ class StepRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Task:
+    """One attempt of one step, as plain data that can travel to another process or machine."""
+
+    step: StepRef | Step[..., Any]
+    arguments: dict[str, Any]
+    context: ContextSpec | None = None
+    timeout: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.step.name
+
+
+@dataclass(frozen=True, slots=True)
 class TaskResult:
     value: StoredValue | None
     error: str | None
@@ -75,23 +104,43 @@ class TaskResult:
     started: float
     ended: float
     worker: str
+    restored_from: int | None = None
+
+    @property
+    def preempted(self) -> bool:
+        return self.error_type == "Preempted"
 
 
-def run_task(step_: Step[..., Any] | StepRef, arguments: dict[str, Any]) -> TaskResult:
-    """Run one step (in whatever process this is) and encode what it returned."""
+def run_task(task: Task, *, preemptible: bool = True) -> TaskResult:
+    """Run one step attempt (in whatever process this is) and encode what it returned."""
     out, err = io.StringIO(), io.StringIO()
     started = time.time()
     value = error = error_type = None
+    context: StepContext | None = None
     try:
-        fn = step_.load() if isinstance(step_, StepRef) else step_
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            returned = fn.fn(**arguments)
+        fn = task.step.load() if isinstance(task.step, StepRef) else task.step
+        arguments = dict(task.arguments)
+        if fn.context_param is not None:
+            context = StepContext(task.context)
+            arguments[fn.context_param] = context
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            step_signals(context, task.timeout, preemptible=preemptible),
+        ):
+            try:
+                returned = fn.fn(**arguments)
+            except BaseException:
+                if context is not None:
+                    with contextlib.suppress(Exception):
+                        context.flush()  # the retry resumes from the newest state there is
+                raise
         value = encode(returned)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        error_type = type(exc).__name__
+        error_type = "Preempted" if isinstance(exc, Preempted) else type(exc).__name__
         err.write(traceback.format_exc())
     return TaskResult(
         value=value,
@@ -101,27 +150,60 @@ def run_task(step_: Step[..., Any] | StepRef, arguments: dict[str, Any]) -> Task
         stderr=err.getvalue(),
         started=started,
         ended=time.time(),
-        worker=f"{socket.gethostname()}:{os.getpid()}",
+        worker=worker_identity(),
+        restored_from=context.restored_from if context is not None else None,
     )
 
 
+def worker_identity() -> str:
+    """Where a step ran: ``host:pid``, plus the Ray node and worker when in a Ray worker."""
+    identity = f"{socket.gethostname()}:{os.getpid()}"
+    ray = sys.modules.get("ray")
+    if ray is not None and getattr(ray, "is_initialized", lambda: False)():
+        with contextlib.suppress(Exception):
+            rc = ray.get_runtime_context()
+            if rc.worker.mode == ray.WORKER_MODE:
+                identity += f" ray-node={rc.get_node_id()[:12]} ray-worker={rc.get_worker_id()[:12]}"
+    return identity
+
+
 class Executor(Protocol):
+    """Runs tasks; the runner records everything about them."""
+
     name: str
 
-    def submit(self, step_: Step[..., Any], arguments: dict[str, Any]) -> Future[TaskResult]: ...
+    def submit(self, task: Task) -> Future[TaskResult]: ...
+
+    def recover(self, exc: BaseException) -> bool:
+        """True when ``exc`` (raised by a task's future) means its worker was lost, after
+        making the executor usable again; False for anything else."""
+        ...
+
+    def abort(self, future: Future[TaskResult]) -> None:
+        """Stop a task that outlived its timeout by far; its future then fails as lost."""
+        ...
 
     def shutdown(self) -> None: ...
 
 
 class InlineExecutor:
-    """Each step in this process, one after another: for notebooks, debugging and tests."""
+    """Each step in this process, one after another: for notebooks, debugging and tests.
+
+    SIGTERM stays the runner's: a step here cannot be preempted on its own.
+    """
 
     name = "inline"
 
-    def submit(self, step_: Step[..., Any], arguments: dict[str, Any]) -> Future[TaskResult]:
+    def submit(self, task: Task) -> Future[TaskResult]:
         future: Future[TaskResult] = Future()
-        future.set_result(run_task(step_, arguments))
+        future.set_result(run_task(task, preemptible=False))
         return future
+
+    def recover(self, exc: BaseException) -> bool:
+        return False
+
+    def abort(self, future: Future[TaskResult]) -> None:
+        pass  # a step in this process has already returned when the runner looks
 
     def shutdown(self) -> None:
         pass
@@ -132,24 +214,48 @@ class LocalExecutor:
 
     Workers come from a fork server that has already imported lockgate's heavy
     dependencies, so a worker starts in milliseconds and never inherits this process's
-    threads or database connections.
+    threads or database connections. A worker that dies breaks the whole pool (that is how
+    ``ProcessPoolExecutor`` works), so ``recover`` replaces it; the runner resubmits every
+    step that was running.
     """
 
     name = "local"
 
     def __init__(self, *, workers: int | None = None) -> None:
+        self._workers = workers or os.cpu_count() or 2
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["lockgate.pipelines._executors"])
-        self._pool = ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 2, mp_context=context)
+        return ProcessPoolExecutor(max_workers=self._workers, mp_context=context)
 
-    def submit(self, step_: Step[..., Any], arguments: dict[str, Any]) -> Future[TaskResult]:
-        if step_.fn.__module__ == "__main__":
-            raise InvalidInputError(
-                f"step '{step_.name}' is defined in the script being run, which worker processes cannot import; "
-                "move the steps to a module, or use executor='inline'"
-            )
+    def submit(self, task: Task) -> Future[TaskResult]:
+        step_ = task.step
+        if isinstance(step_, Step):
+            if step_.fn.__module__ == "__main__":
+                raise InvalidInputError(
+                    f"step '{step_.name}' is defined in the script being run, which worker processes cannot import; "
+                    "move the steps to a module, or use executor='inline'"
+                )
+            task = Task(StepRef.of(step_), task.arguments, task.context, task.timeout)
         with _main_module_hidden():
-            return self._pool.submit(run_task, StepRef.of(step_), arguments)
+            return self._pool.submit(run_task, task)
+
+    def recover(self, exc: BaseException) -> bool:
+        if not isinstance(exc, BrokenProcessPool):
+            return False
+        if getattr(self._pool, "_broken", False):
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+        return True
+
+    def abort(self, future: Future[TaskResult]) -> None:
+        # A process pool cannot cancel a running call; ending its workers is the only way,
+        # and it breaks the pool: the other running steps come back as lost and run again.
+        for process in list(getattr(self._pool, "_processes", {}).values()):
+            with contextlib.suppress(Exception):
+                process.kill()
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -175,12 +281,20 @@ def _main_module_hidden() -> Iterator[None]:
             setattr(main, name, value)
 
 
-EXECUTORS = ("auto", "local", "inline")
+EXECUTORS = ("auto", "local", "inline", "ray")
 
 
-def make_executor(name: str, *, workers: int | None = None, steps: list[Step[..., Any]] | None = None) -> Executor:
+def make_executor(
+    name: str,
+    *,
+    workers: int | None = None,
+    steps: list[Step[..., Any]] | None = None,
+    ray_address: str | None = None,
+) -> Executor:
     """``auto`` is ``local`` unless a step lives in ``__main__`` (a notebook or a script's own
     steps), which worker processes cannot import: then ``inline``."""
+    if ray_address is not None and name != "ray":
+        raise InvalidInputError(f"--ray-address needs --executor ray, not --executor {name}")
     if name == "auto":
         name = "inline" if any(s.fn.__module__ == "__main__" for s in steps or []) else "local"
     if name == "local":

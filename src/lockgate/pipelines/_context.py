@@ -1,0 +1,197 @@
+"""What a running step can ask of the runner: checkpoints that survive its worker.
+
+A long step declares a parameter annotated :class:`StepContext` and the runner passes one in:
+
+>>> from lockgate.pipelines import step
+>>> @step
+... def train(epochs: int, ctx: StepContext) -> int:
+...     state = ctx.restore(default={"epoch": 0})
+...     for epoch in range(state["epoch"], epochs):
+...         ctx.checkpoint({"epoch": epoch + 1})
+...     return epochs
+>>> train(3)          # called outside a pipeline: checkpoints are kept in memory
+3
+
+Checkpoints go to the artifact store under a name derived from the pipeline run, the step and
+its cache key, so a retry of the step (after a preemption, a killed worker or ``--resume`` of
+the whole pipeline) finds the latest one, on whichever machine it runs; a changed step (a new
+cache key) never restores a stale one. The last ``keep`` are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import joblib
+
+from lockgate.errors import LockgateError
+
+__all__ = ["ContextSpec", "Preempted", "StepContext", "StepTimeout", "is_context_annotation", "step_signals"]
+
+
+class Preempted(BaseException):
+    """The step's worker was asked to stop (SIGTERM: a spot eviction, a drained node).
+
+    A BaseException so a step's ``except Exception`` cannot swallow it.
+    """
+
+
+class StepTimeout(LockgateError):
+    """A step ran longer than its ``timeout``."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ContextSpec:
+    """Everything a worker needs to give a step its context (plain data: it travels to workers)."""
+
+    artifact_root: str
+    s3_endpoint_url: str | None
+    prefix: str  # checkpoints/<pipeline run>/<node>/<cache key>
+    keep: int = 3
+    interval: float = 0.0
+    attempt: int = 1
+    step_run_id: str = ""
+
+
+class StepContext:
+    """Checkpoints for one step run; see the module docs."""
+
+    def __init__(self, spec: ContextSpec | None = None) -> None:
+        self.spec = spec
+        self._store: Any = None
+        self._memory: list[bytes] = []  # outside a pipeline
+        self._pending: bytes | None = None
+        self._last_saved = 0.0
+        self._seq: int | None = None
+        self.restored_from: int | None = None
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first try; higher after a failure, a preemption or a killed worker."""
+        return self.spec.attempt if self.spec else 1
+
+    @property
+    def run_id(self) -> str | None:
+        return self.spec.step_run_id if self.spec else None
+
+    def _artifacts(self) -> Any:
+        if self._store is None and self.spec is not None:
+            from lockgate.artifacts import ArtifactStore
+
+            self._store = ArtifactStore(self.spec.artifact_root, s3_endpoint_url=self.spec.s3_endpoint_url)
+        return self._store
+
+    def _names(self) -> list[str]:
+        assert self.spec is not None
+        return [n for n in self._artifacts().list_named(self.spec.prefix) if n.endswith(".ckpt")]
+
+    def checkpoint(self, state: Any) -> None:
+        """Save ``state`` (anything joblib can pickle: a model, arrays, a dict of both).
+
+        The state is serialized now, so later changes to the objects do not leak into it. It
+        is written at once, or, with the step's ``checkpoint_interval``, at most that often;
+        a state still pending is written when the worker is asked to stop.
+        """
+        buf = io.BytesIO()
+        joblib.dump(state, buf)
+        data = buf.getvalue()
+        if self.spec is None:
+            self._memory.append(data)
+            return
+        self._pending = data
+        if time.monotonic() - self._last_saved >= self.spec.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pending checkpoint, if any, and drop those beyond the last ``keep``."""
+        if self._pending is None or self.spec is None:
+            return
+        data, self._pending = self._pending, None
+        names = self._names()
+        if self._seq is None:
+            self._seq = max((_seq_of(n) for n in names), default=0)
+        self._seq += 1
+        digest = hashlib.sha256(data).hexdigest()
+        name = f"{self.spec.prefix}/{self._seq:08d}-{digest}.ckpt"
+        self._artifacts().put_named(name, data)
+        self._last_saved = time.monotonic()
+        for old in [*names, name][: -self.spec.keep]:
+            self._artifacts().delete_named(old)
+        print(f"checkpoint {self._seq} saved", file=sys.stderr)
+
+    def restore(self, default: Any = None) -> Any:
+        """The latest checkpoint's state, or ``default`` when there is none.
+
+        A checkpoint whose bytes no longer match the hash in its name (a torn or damaged
+        object) is skipped in favour of the one before it.
+        """
+        if self.spec is None:
+            return joblib.load(io.BytesIO(self._memory[-1])) if self._memory else default
+        for name in reversed(self._names()):
+            data = self._artifacts().get_named(name)
+            if hashlib.sha256(data).hexdigest() != name.rsplit("-", 1)[-1].removesuffix(".ckpt"):
+                print(f"checkpoint {name} is damaged; trying an older one", file=sys.stderr)
+                continue
+            self._seq = _seq_of(name)
+            self.restored_from = self._seq
+            print(f"restored checkpoint {self._seq}", file=sys.stderr)
+            return joblib.load(io.BytesIO(data))
+        return default
+
+
+def _seq_of(name: str) -> int:
+    return int(name.rsplit("/", 1)[-1].split("-", 1)[0])
+
+
+def is_context_annotation(annotation: Any) -> bool:
+    """True for ``StepContext`` written as a class or, under postponed annotations, as text."""
+    if annotation is StepContext:
+        return True
+    return isinstance(annotation, str) and annotation.rsplit(".", 1)[-1] == "StepContext"
+
+
+@contextlib.contextmanager
+def step_signals(context: StepContext | None, timeout: float | None, *, preemptible: bool = True) -> Iterator[None]:
+    """While a step runs in a worker: SIGTERM saves the pending checkpoint and raises
+    :class:`Preempted`; past ``timeout`` seconds :class:`StepTimeout` is raised in the step.
+
+    Signals only reach the main thread, so elsewhere (a step run inline from a thread) the
+    step runs without them; the runner still enforces the timeout from outside. A step run
+    in the runner's own process (``preemptible=False``) leaves SIGTERM to the runner.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        if context is not None:
+            context.flush()
+        raise Preempted("the worker was asked to stop (SIGTERM)")
+
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
+        raise StepTimeout(f"the step ran longer than its timeout of {timeout:g} s")
+
+    previous_term = signal.signal(signal.SIGTERM, on_term) if preemptible else None
+    previous_alarm = signal.signal(signal.SIGALRM, on_alarm) if timeout else None
+    if timeout:
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        yield
+    finally:
+        if timeout:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous_alarm)
+        if preemptible:
+            signal.signal(signal.SIGTERM, previous_term)
