@@ -21,9 +21,10 @@ from lockgate.clock import now_millis
 from lockgate.entities import LineageEdge, NodeKind, RunStatus
 from lockgate.errors import ConflictError, InvalidInputError, UserCodeError
 from lockgate.hashing import canonical_json, sha256_bytes, sha256_file
+from lockgate.pipelines._context import ContextSpec
 from lockgate.pipelines._dataref import DataRef, decode_params, encode_params
 from lockgate.pipelines._dsl import Node, Pipeline, PipelineGraph, StepOutput
-from lockgate.pipelines._executors import Executor, TaskResult, make_executor
+from lockgate.pipelines._executors import Executor, Task, TaskResult, make_executor
 from lockgate.pipelines._source import source_hash
 from lockgate.pipelines._values import StoredValue, decode, value_hash
 from lockgate.store import PipelineRepository, RunRepository
@@ -103,8 +104,13 @@ def run_pipeline(
     project_root: Path | None = None,
     progress: Any = None,
     tags: dict[str, str] | None = None,
+    ray_address: str | None = None,
 ) -> PipelineResult:
     """Run ``pipeline`` in ``ws``; see :class:`PipelineResult`.
+
+    ``executor`` is ``auto`` (``local`` unless the steps live in ``__main__``), ``local``,
+    ``inline`` or ``ray`` (on the cluster at ``ray_address``, e.g. ``ray://head:10001`` or
+    ``127.0.0.1:6379``; workers there need the same artifact store, e.g. S3).
 
     ``tags`` are set on the pipeline run (a trigger records why the run started there).
 
@@ -115,7 +121,11 @@ def run_pipeline(
         ws, pipeline, experiment=experiment, cache=cache, project_root=project_root, progress=progress, tags=tags
     )
     owned = isinstance(executor, str)
-    ex = make_executor(executor, steps=pipeline.steps()) if isinstance(executor, str) else executor
+    ex = (
+        make_executor(executor, steps=pipeline.steps(), ray_address=ray_address)
+        if isinstance(executor, str)
+        else executor
+    )
     try:
         return runner.run(params or {}, ex, resume=resume)
     finally:
@@ -189,7 +199,7 @@ class _Runner:
         outputs: dict[str, Output] = {}
         results: dict[str, StepResult] = {}
         failed: set[str] = set()
-        running: dict[Future[TaskResult], tuple[Node, ActiveRun, str, int]] = {}
+        running: dict[Future[TaskResult], _Attempt] = {}
         pending = list(graph.nodes)
         try:
             while pending or running:
@@ -208,37 +218,36 @@ class _Runner:
                         continue
                     step_run = self._start_step(parent, node)
                     self._record_inputs(step_run, node, outputs)
-                    arguments = self._materialize(node, outputs)
-                    future = executor.submit(node.step, arguments)
-                    running[future] = (node, step_run, key, 1)
+                    attempt = _Attempt(node, step_run, key, parent.id)
+                    running[self._submit(executor, attempt, outputs)] = attempt
                     self._save(parent.id, node.name, step_run.id, "RUNNING", key, [], 1, now_millis(), None)
                 if not running:
                     continue
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                done, _ = wait(list(running), timeout=self._next_deadline(running), return_when=FIRST_COMPLETED)
+                self._abort_overdue(executor, running, done)
                 for future in done:
-                    node, step_run, key, attempt = running.pop(future)
-                    task = future.result()
-                    if task.error is None and task.value is not None:
-                        outputs[node.name] = self._finish(parent, node, step_run, key, task, attempt)
+                    attempt = running.pop(future)
+                    node, step_run = attempt.node, attempt.step_run
+                    task = self._outcome(executor, future, attempt)
+                    if task is not None and task.error is None and task.value is not None:
+                        outputs[node.name] = self._finish(parent, node, step_run, attempt.key, task, attempt.number)
                         results[node.name] = StepResult(
-                            node.name, "SUCCEEDED", step_run.id, task.ended - task.started, key
+                            node.name, "SUCCEEDED", step_run.id, task.ended - task.started, attempt.key
                         )
-                    elif attempt <= node.step.retries:
-                        self._note_attempt(step_run, task, attempt)
-                        time.sleep(min(0.1 * 2 ** (attempt - 1), 5.0))
-                        retry = executor.submit(node.step, self._materialize(node, outputs))
-                        running[retry] = (node, step_run, key, attempt + 1)
-                    else:
-                        self._fail(parent, node, step_run, key, task, attempt)
-                        failed.add(node.name)
-                        results[node.name] = StepResult(
-                            node.name, "FAILED", step_run.id, task.ended - task.started, key
-                        )
+                        continue
+                    retry = self._next_attempt(attempt, task)
+                    if retry is not None:
+                        running[self._submit(executor, retry, outputs)] = retry
+                        continue
+                    self._fail(parent, node, step_run, attempt, task)
+                    failed.add(node.name)
+                    seconds = task.ended - task.started if task else time.time() - attempt.started
+                    results[node.name] = StepResult(node.name, "FAILED", step_run.id, seconds, attempt.key)
         except BaseException:
-            # Interrupted (Ctrl-C, a broken worker pool, a store failure): nothing is left RUNNING.
-            for future, (_, step_run, _, _) in running.items():
+            # Interrupted (Ctrl-C, SIGTERM to the runner, a store failure): nothing is left RUNNING.
+            for future, attempt in running.items():
                 future.cancel()
-                step_run.end(RunStatus.KILLED)
+                attempt.step_run.end(RunStatus.KILLED)
             parent.end(RunStatus.KILLED if not failed else RunStatus.FAILED)
             raise
         status = RunStatus.FAILED if failed else RunStatus.FINISHED
@@ -249,6 +258,74 @@ class _Runner:
             first = next(r for r in ordered if r.status == "FAILED")
             raise PipelineFailed(result, first)
         return result
+
+    # -- attempts ----------------------------------------------------------------------------
+
+    def _submit(self, executor: Executor, attempt: _Attempt, outputs: dict[str, Output]) -> Future[TaskResult]:
+        step_ = attempt.node.step
+        spec = ContextSpec(
+            artifact_root=self.ws.artifacts.root,
+            s3_endpoint_url=self.ws.settings.s3_endpoint_url,
+            prefix=f"checkpoints/{attempt.pipeline_run_id}/{attempt.node.name}/{attempt.key[:16]}",
+            keep=step_.keep_checkpoints,
+            interval=step_.checkpoint_interval,
+            attempt=attempt.number,
+            step_run_id=attempt.step_run.id,
+        )
+        attempt.started = time.time()
+        task = Task(step_, self._materialize(attempt.node, outputs), spec, step_.timeout)
+        return executor.submit(task)
+
+    def _next_deadline(self, running: dict[Future[TaskResult], _Attempt]) -> float | None:
+        deadlines = [a.deadline for a in running.values() if a.deadline is not None]
+        return max(0.05, min(deadlines) - time.time()) if deadlines else None
+
+    def _abort_overdue(
+        self, executor: Executor, running: dict[Future[TaskResult], _Attempt], done: set[Future[TaskResult]]
+    ) -> None:
+        """A step the worker could not interrupt itself (stuck in C code) is ended from outside."""
+        now = time.time()
+        for future, attempt in running.items():
+            if future not in done and attempt.deadline is not None and now > attempt.deadline and not attempt.aborted:
+                attempt.aborted = True
+                self._tick(attempt.node.name, f"still running {now - attempt.started:.0f}s past its timeout; ending it")
+                executor.abort(future)
+
+    def _outcome(self, executor: Executor, future: Future[TaskResult], attempt: _Attempt) -> TaskResult | None:
+        """The attempt's result, or None when its worker was lost (killed, evicted, aborted)."""
+        try:
+            return future.result()
+        except Exception as exc:
+            if not executor.recover(exc):
+                raise
+            return None
+
+    def _next_attempt(self, attempt: _Attempt, task: TaskResult | None) -> _Attempt | None:
+        """Another attempt after a failure (within ``retries``, with backoff) or after the worker
+        was preempted or lost (within ``max_preemptions``, resuming from the latest checkpoint)."""
+        step_ = attempt.node.step
+        if attempt.aborted:
+            why, lost = f"StepTimeout: the step ran longer than its timeout of {step_.timeout:g} s", False
+        elif task is None:
+            why, lost = "its worker was lost (killed or out of memory)", True
+        elif task.preempted:
+            why, lost = "its worker was preempted (SIGTERM)", True
+        else:
+            why, lost = task.error or "failed", False
+        attempt.last_error = why
+        if lost:
+            if attempt.preemptions >= step_.max_preemptions:
+                return None
+            self._tick(attempt.node.name, f"attempt {attempt.number}: {why}; running it again from its checkpoint")
+        else:
+            if attempt.failures >= step_.retries:
+                return None
+            self._tick(attempt.node.name, f"attempt {attempt.number} failed ({why.split(':', 1)[0]}); retrying")
+            time.sleep(min(0.1 * 2**attempt.failures, 5.0))
+        attempt.step_run.set_tags({f"lockgate.attempt.{attempt.number}.error": why[:500]})
+        if task is not None:
+            self._keep_logs(attempt.step_run, task, attempt=attempt.number)
+        return attempt.next(lost=lost)
 
     # -- pieces ------------------------------------------------------------------------------
 
@@ -409,7 +486,10 @@ class _Runner:
         out = Output(stored.sha256, value.kind, value.content_hash)
         self._keep_logs(step_run, task)
         self._record_output(step_run, node, out, size=stored.size)
-        step_run.set_tags({"lockgate.worker": task.worker, "lockgate.attempts": attempt})
+        tags: dict[str, Any] = {"lockgate.worker": task.worker, "lockgate.attempts": attempt}
+        if task.restored_from is not None:
+            tags["lockgate.restored_checkpoint"] = task.restored_from
+        step_run.set_tags(tags)
         if value.kind == "json":
             decoded = decode("json", value.data)
             if (
@@ -435,38 +515,44 @@ class _Runner:
         self._tick(node.name, f"done in {task.ended - task.started:.1f}s")
         return out
 
-    def _note_attempt(self, step_run: ActiveRun, task: TaskResult, attempt: int) -> None:
-        step_run.set_tags({f"lockgate.attempt.{attempt}.error": (task.error or "")[:500]})
-        self._tick(step_run.name, f"attempt {attempt} failed ({task.error_type}); retrying")
-
     def _fail(
-        self, parent: ActiveRun, node: Node, step_run: ActiveRun, key: str, task: TaskResult, attempt: int
+        self, parent: ActiveRun, node: Node, step_run: ActiveRun, attempt: _Attempt, task: TaskResult | None
     ) -> None:
-        self._keep_logs(step_run, task)
+        error = (task.error if task is not None and not attempt.aborted else attempt.last_error) or "failed"
+        if task is not None:
+            self._keep_logs(step_run, task, attempt=attempt.number)
         step_run.set_tags(
-            {"lockgate.error": (task.error or "")[:500], "lockgate.worker": task.worker, "lockgate.attempts": attempt}
+            {
+                "lockgate.error": error[:500],
+                "lockgate.worker": task.worker if task is not None else "lost",
+                "lockgate.attempts": attempt.number,
+            }
         )
         step_run.end(RunStatus.FAILED)
+        started = task.started if task is not None else attempt.started
+        ended = task.ended if task is not None else time.time()
         self._save(
             parent.id,
             node.name,
             step_run.id,
             "FAILED",
-            key,
+            attempt.key,
             [],
-            attempt,
-            int(task.started * 1000),
-            int(task.ended * 1000),
+            attempt.number,
+            int(started * 1000),
+            int(ended * 1000),
         )
-        self._tick(node.name, f"failed: {task.error}")
+        self._tick(node.name, f"failed: {error}")
 
-    def _keep_logs(self, step_run: ActiveRun, task: TaskResult) -> None:
+    def _keep_logs(self, step_run: ActiveRun, task: TaskResult, *, attempt: int = 0) -> None:
+        """The step's stdout and stderr, kept with its run (an earlier attempt's under its number)."""
+        folder = "logs" if attempt <= 1 and task.error is None else f"logs/attempt-{attempt}"
         for name, text in (("stdout.txt", task.stdout), ("stderr.txt", task.stderr)):
             if text:
                 stored = self.ws.artifacts.put_bytes(text.encode())
                 with self.ws.db.write() as conn:
                     self.runs_repo.record_artifact(conn, stored.sha256, stored.size, now_millis())
-                    self.runs_repo.attach_artifact(conn, step_run.id, f"logs/{name}", stored.sha256, stored.size)
+                    self.runs_repo.attach_artifact(conn, step_run.id, f"{folder}/{name}", stored.sha256, stored.size)
 
     def _save(
         self,
@@ -497,6 +583,39 @@ class _Runner:
     def _tick(self, node: str, what: str) -> None:
         if self.progress is not None:
             self.progress(node, what)
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One try of a step: which one it is, and what the earlier ones used up."""
+
+    node: Node
+    step_run: ActiveRun
+    key: str
+    pipeline_run_id: str
+    number: int = 1
+    failures: int = 0
+    preemptions: int = 0
+    started: float = field(default_factory=time.time)
+    aborted: bool = False
+    last_error: str | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        """When the runner ends the step from outside: the worker's own timer had its chance."""
+        timeout = self.node.step.timeout
+        return None if timeout is None else self.started + timeout + max(5.0, 0.1 * timeout)
+
+    def next(self, *, lost: bool) -> _Attempt:
+        return _Attempt(
+            self.node,
+            self.step_run,
+            self.key,
+            self.pipeline_run_id,
+            number=self.number + 1,
+            failures=self.failures + (not lost),
+            preemptions=self.preemptions + lost,
+        )
 
 
 class PipelineFailed(UserCodeError):
