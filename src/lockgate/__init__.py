@@ -27,7 +27,7 @@ from lockgate.errors import (
     UnavailableError,
     UserCodeError,
 )
-from lockgate.pipelines import DataRef, Pipeline, PipelineResult, pipeline, run_pipeline, step
+from lockgate.pipelines import DataRef, Pipeline, PipelineResult, StepContext, pipeline, run_pipeline, step
 from lockgate.tracking import ActiveRun
 from lockgate.workspace import Workspace
 
@@ -54,6 +54,7 @@ __all__ = [
     "RunStatus",
     "SchemaOutdatedError",
     "Settings",
+    "StepContext",
     "UnavailableError",
     "UserCodeError",
     "Workspace",

@@ -16,6 +16,7 @@
 2
 """
 
+from lockgate.pipelines._context import Preempted, StepContext, StepTimeout
 from lockgate.pipelines._dataref import DataRef
 from lockgate.pipelines._dsl import Node, Pipeline, PipelineGraph, Step, StepOutput, pipeline, step
 from lockgate.pipelines._executors import EXECUTORS, InlineExecutor, LocalExecutor
@@ -38,11 +39,14 @@ __all__ = [
     "PipelineFailed",
     "PipelineGraph",
     "PipelineResult",
+    "Preempted",
     "ReproductionReport",
     "Scheduler",
     "Step",
+    "StepContext",
     "StepOutput",
     "StepResult",
+    "StepTimeout",
     "Trigger",
     "TriggerFire",
     "TriggerService",

@@ -7,7 +7,7 @@ A long step declares a parameter annotated :class:`StepContext` and the runner p
 ... def train(epochs: int, ctx: StepContext) -> int:
 ...     state = ctx.restore(default={"epoch": 0})
 ...     for epoch in range(state["epoch"], epochs):
-...         ctx.checkpoint({"epoch": epoch + 1})
+...         state = ctx.checkpoint({"epoch": epoch + 1})
 ...     return epochs
 >>> train(3)          # called outside a pipeline: checkpoints are kept in memory
 3
@@ -97,8 +97,13 @@ class StepContext:
         assert self.spec is not None
         return [n for n in self._artifacts().list_named(self.spec.prefix) if n.endswith(".ckpt")]
 
-    def checkpoint(self, state: Any) -> None:
-        """Save ``state`` (anything joblib can pickle: a model, arrays, a dict of both).
+    def checkpoint(self, state: Any) -> Any:
+        """Save ``state`` (anything joblib can pickle: a model, arrays, a dict of both) and
+        return it as a restore would give it back.
+
+        Continue from the returned copy: a run that is never interrupted then computes from
+        exactly the objects a resumed run restores, so both end with the same bytes (pickling
+        is sensitive to which objects are shared, not only to their values).
 
         The state is serialized now, so later changes to the objects do not leak into it. It
         is written at once, or, with the step's ``checkpoint_interval``, at most that often;
@@ -109,10 +114,11 @@ class StepContext:
         data = buf.getvalue()
         if self.spec is None:
             self._memory.append(data)
-            return
-        self._pending = data
-        if time.monotonic() - self._last_saved >= self.spec.interval:
-            self.flush()
+        else:
+            self._pending = data
+            if time.monotonic() - self._last_saved >= self.spec.interval:
+                self.flush()
+        return joblib.load(io.BytesIO(data))
 
     def flush(self) -> None:
         """Write the pending checkpoint, if any, and drop those beyond the last ``keep``."""

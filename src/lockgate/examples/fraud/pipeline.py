@@ -14,7 +14,7 @@ from sklearn.pipeline import Pipeline as SklearnPipeline
 
 from lockgate.examples.fraud import train as training
 from lockgate.examples.fraud.features import card_features
-from lockgate.pipelines import DataRef, pipeline, step
+from lockgate.pipelines import DataRef, StepContext, pipeline, step
 
 __all__ = ["build_features", "evaluate", "fraud", "load", "train_model", "training_set"]
 
@@ -41,10 +41,16 @@ def training_set(features: pa.Table, labels: pa.Table, as_of: str) -> pa.Table:
     return frame
 
 
-@step
-def train_model(data: pa.Table, max_iter: int = 200, learning_rate: float = 0.1) -> SklearnPipeline:
-    """Gradient boosting on the time-ordered first 80% of the rows."""
-    return training.fit(data, {"max_iter": max_iter, "learning_rate": learning_rate})
+@step(max_preemptions=3)
+def train_model(data: pa.Table, ctx: StepContext, max_iter: int = 60, learning_rate: float = 0.1) -> SklearnPipeline:
+    """Gradient boosting on the time-ordered first 80% of the rows, checkpointed every epoch:
+    a preempted or killed worker's retry continues from the last epoch, not from scratch."""
+    return training.fit_in_epochs(
+        data,
+        {"max_iter": max_iter, "learning_rate": learning_rate},
+        restore=ctx.restore,
+        checkpoint=ctx.checkpoint,
+    )
 
 
 @step
@@ -58,7 +64,7 @@ def fraud(
     transactions: DataRef = DataRef("data/transactions"),
     labels: DataRef = DataRef("data/labels.parquet"),
     as_of: str = "2026-11-14T00:00:00+00:00",
-    max_iter: int = 200,
+    max_iter: int = 60,
     learning_rate: float = 0.1,
 ) -> dict[str, object]:
     frame = training_set(build_features(load(transactions)), load(labels), as_of=as_of)
