@@ -4,7 +4,7 @@ A long step declares a parameter annotated :class:`StepContext` and the runner p
 
 >>> from lockgate.pipelines import step
 >>> @step
-... def train(epochs: int, ctx: StepContext) -> int:
+... def train(epochs: int, ctx: StepContext = StepContext.injected()) -> int:
 ...     state = ctx.restore(default={"epoch": 0})
 ...     for epoch in range(state["epoch"], epochs):
 ...         state = ctx.checkpoint({"epoch": epoch + 1})
@@ -76,6 +76,17 @@ class StepContext:
         self._last_saved = 0.0
         self._seq: int | None = None
         self.restored_from: int | None = None
+
+    @classmethod
+    def injected(cls) -> StepContext:
+        """The default for a step's context parameter (``ctx: StepContext = StepContext.injected()``),
+        so type checkers accept calls that leave it out: the runner, or a direct call outside
+        a pipeline, always passes a real context in its place."""
+        return _INJECTED
+
+    @property
+    def is_placeholder(self) -> bool:
+        return self is _INJECTED
 
     @property
     def attempt(self) -> int:
@@ -155,6 +166,9 @@ class StepContext:
             print(f"restored checkpoint {self._seq}", file=sys.stderr)
             return joblib.load(io.BytesIO(data))
         return default
+
+
+_INJECTED = StepContext()
 
 
 def _seq_of(name: str) -> int:

@@ -157,7 +157,8 @@ class Step(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         graph = _TRACING.get()
         if graph is None:
-            if self.context_param is not None and self.context_param not in kwargs:
+            given = kwargs.get(self.context_param) if self.context_param else None
+            if self.context_param is not None and (given is None or getattr(given, "is_placeholder", False)):
                 kwargs[self.context_param] = StepContext()
             return self.fn(*args, **kwargs)
         try:

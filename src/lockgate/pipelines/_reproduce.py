@@ -99,9 +99,9 @@ def reproduce(ws: Workspace, ref: str, *, executor: str = "auto") -> Reproductio
     env_note = _compare_environment(ws, record.id, record.environment_hash)
     if env_note is not None:
         report.notes.append(env_note)
-    data_notes = _compare_data(manifest.get("data", {}))
-    report.notes.extend(data_notes)
     params = decode_params(manifest["params"])
+    data_notes = _compare_data(manifest.get("data", {}), params)
+    report.notes.extend(data_notes)
     diff = ws.artifacts.get_bytes(record.code_diff_sha256) if record.code_diff_sha256 else None
     with (
         tempfile.TemporaryDirectory(prefix="lockgate-reproduce-") as tmp,
@@ -172,15 +172,20 @@ def _compare_environment(ws: Workspace, run_id: str, recorded_hash: str | None) 
     )
 
 
-def _compare_data(recorded: dict[str, str]) -> list[Difference]:
+def _compare_data(recorded: dict[str, str], params: dict[str, Any]) -> list[Difference]:
+    # Recorded by DataRef.key: the URI itself, or URI#query=<hash> for a query (found in params).
+    refs = {v.key: v for v in params.values() if isinstance(v, DataRef)}
     notes = []
-    for uri, digest in sorted(recorded.items()):
+    for key, digest in sorted(recorded.items()):
         try:
-            now = DataRef(uri).content_hash()
+            now = (refs.get(key) or DataRef(key)).content_hash()
         except NotFoundError:
             now = "missing"
+        except InvalidInputError:  # a query built inside the pipeline: not among the params
+            notes.append(Difference(f"data {key}", digest[:12], "not checked", "its query was not recorded"))
+            continue
         if now != digest:
-            notes.append(Difference(f"data {uri}", digest[:12], now[:12], "the data file changed since the run"))
+            notes.append(Difference(f"data {key}", digest[:12], now[:12], "the data file changed since the run"))
     return notes
 
 

@@ -157,6 +157,7 @@ class _Runner:
         self.runs_repo = RunRepository()
         self.env_hash = capture_environment().hash
         self.sources: dict[str, str] = {}
+        self.data_hashes: dict[str, str] = {}  # DataRef.key -> content hash, taken once per run
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -342,11 +343,11 @@ class _Runner:
         return self.ws.runs.reopen(record.id), params
 
     def _hash_data_refs(self, graph: PipelineGraph) -> dict[str, str]:
-        hashes: dict[str, str] = {}
+        hashes = self.data_hashes
         for node in graph.nodes:
             for value in node.arguments.values():
-                if isinstance(value, DataRef) and value.uri not in hashes:
-                    hashes[value.uri] = value.content_hash()
+                if isinstance(value, DataRef) and value.key not in hashes:
+                    hashes[value.key] = value.content_hash()
         return hashes
 
     def _cache_key(self, node: Node, outputs: dict[str, Output], data_hashes: dict[str, str]) -> str:
@@ -355,7 +356,7 @@ class _Runner:
             if isinstance(value, StepOutput):
                 inputs[name] = "output:" + outputs[value.node].content_hash
             elif isinstance(value, DataRef):
-                inputs[name] = "data:" + data_hashes[value.uri]
+                inputs[name] = "data:" + data_hashes[value.key]
             else:
                 inputs[name] = "value:" + value_hash(value)
         code = source_hash(node.step.fn, self.root)
@@ -454,7 +455,7 @@ class _Runner:
                     edges.append(
                         LineageEdge(
                             src_kind=NodeKind.DATASET,
-                            src_id=f"{value.uri}@{value.content_hash()}",
+                            src_id=f"{value.key}@{self.data_hashes[value.key]}",
                             relation=f"input:{arg}",
                             dst_kind=NodeKind.RUN,
                             dst_id=step_run.id,
@@ -631,7 +632,7 @@ class PipelineFailed(UserCodeError):
 
 def _param_text(value: Any) -> str:
     if isinstance(value, DataRef):
-        return value.uri
+        return value.key
     if isinstance(value, (str, int, float, bool)) or value is None:
         return str(value)
     try:

@@ -42,7 +42,12 @@ def training_set(features: pa.Table, labels: pa.Table, as_of: str) -> pa.Table:
 
 
 @step(max_preemptions=3)
-def train_model(data: pa.Table, ctx: StepContext, max_iter: int = 60, learning_rate: float = 0.1) -> SklearnPipeline:
+def train_model(
+    data: pa.Table,
+    max_iter: int = 60,
+    learning_rate: float = 0.1,
+    ctx: StepContext = StepContext.injected(),
+) -> SklearnPipeline:
     """Gradient boosting on the time-ordered first 80% of the rows, checkpointed every epoch:
     a preempted or killed worker's retry continues from the last epoch, not from scratch."""
     return training.fit_in_epochs(
