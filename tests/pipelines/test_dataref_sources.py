@@ -52,3 +52,17 @@ def test_a_file_url_dataref_has_the_hash_of_its_path(tmp_path: Path) -> None:
     (tmp_path / "tx.csv").write_text("x\n1\n")
     assert DataRef(f"file://{tmp_path / 'tx.csv'}").content_hash() == DataRef(str(tmp_path / "tx.csv")).content_hash()
     assert DataRef(f"file://{tmp_path / 'tx.csv'}").path == tmp_path / "tx.csv"
+
+
+def test_a_sql_source_can_be_given_on_the_command_line_as_json(project: Path) -> None:
+    from lockgate.pipelines import load_pipeline, parse_params
+
+    flow = load_pipeline(str(project / "flow.py"))
+    spec = '{"uri": "postgresql://postgres@127.0.0.1/test", "query": "select 1 as x"}'
+    (source,) = parse_params(flow, [f"source={spec}"], None).values()
+    assert source == DataRef("postgresql://postgres@127.0.0.1/test", query="select 1 as x")
+    with pytest.raises(lg.InvalidInputError, match="password file") as refused:
+        parse_params(flow, ["source=postgresql://postgres:hunter2@127.0.0.1/test"], None)
+    assert "hunter2" not in str(refused.value)
+    with pytest.raises(lg.InvalidInputError, match="must be a path or URI, or JSON like"):
+        parse_params(flow, ['source={"url": "x"}'], None)

@@ -93,6 +93,8 @@ def _convert(pipeline: str, name: str, text: str, annotation: Any) -> Any:
         if isinstance(annotation, type)
         else {"int": int, "float": float, "bool": bool, "str": str}.get(str(annotation))
     )
+    if kind is DataRef or str(annotation) == "DataRef":
+        return _data_ref(pipeline, name, text)
     try:
         if kind is bool:
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
@@ -100,8 +102,6 @@ def _convert(pipeline: str, name: str, text: str, annotation: Any) -> Any:
             return text.lower() in ("true", "1", "yes")
         if kind in (int, float, str):
             return kind(text)
-        if kind is DataRef or str(annotation) == "DataRef":
-            return DataRef(text)
     except ValueError:
         raise InvalidInputError(
             f"parameter '{name}' of pipeline '{pipeline}' must be {getattr(kind, '__name__', kind)}, not {text!r}"
@@ -110,3 +110,22 @@ def _convert(pipeline: str, name: str, text: str, annotation: Any) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def _data_ref(pipeline: str, name: str, text: str) -> DataRef:
+    """A path or URI, or for a SQL source ``{"uri": "postgresql://...", "query": "select ..."}``.
+
+    DataRef's own error names what is wrong (and never echoes a password), so it is kept.
+    """
+    if not text.lstrip().startswith("{"):
+        return DataRef(text)
+    try:
+        spec = json.loads(text)
+    except ValueError:
+        spec = None
+    if not isinstance(spec, dict) or not isinstance(spec.get("uri"), str) or set(spec) - {"uri", "query"}:
+        raise InvalidInputError(
+            f"parameter '{name}' of pipeline '{pipeline}' must be a path or URI, or JSON like "
+            '{"uri": "postgresql://host/db", "query": "select ..."}'
+        )
+    return DataRef(spec["uri"], query=spec.get("query"))

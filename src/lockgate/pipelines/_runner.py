@@ -347,7 +347,7 @@ class _Runner:
         for node in graph.nodes:
             for value in node.arguments.values():
                 if isinstance(value, DataRef) and value.key not in hashes:
-                    hashes[value.key] = value.content_hash()
+                    hashes[value.key] = value.content_hash(settings=self.ws.settings)
         return hashes
 
     def _cache_key(self, node: Node, outputs: dict[str, Output], data_hashes: dict[str, str]) -> str:
