@@ -30,6 +30,7 @@ import pyarrow as pa
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
+from lockgate.clock import format_duration, parse_duration
 from lockgate.errors import InvalidInputError
 
 __all__ = [
@@ -80,39 +81,6 @@ class Rule(_Strict, Generic[T]):
 
     def __repr__(self) -> str:
         return f"Rule(value={self.value!r}, severity={self.severity!r})"
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def format_duration(value: timedelta) -> str:
-    """The shortest exact form of a duration, as :func:`parse_duration` reads it.
-
-    >>> format_duration(timedelta(days=7))
-    '7d'
-    """
-    seconds = value.total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
-def parse_duration(text: str | int | float | timedelta) -> timedelta:
-    """``"45s"``, ``"30m"``, ``"2h"``, ``"7d"``, ``"2w"`` (a number alone is seconds).
-
-    >>> parse_duration("2h")
-    datetime.timedelta(seconds=7200)
-    """
-    if isinstance(text, timedelta):
-        return text
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return timedelta(seconds=text)
-    match = _DURATION.match(str(text))
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration; write e.g. 45s, 30m, 2h, 7d or 2w")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
 _SIMPLE_TYPES: dict[str, pa.DataType] = {

@@ -6,24 +6,18 @@ integer milliseconds since the epoch, like every lockgate record.
 True
 >>> missed_ticks("0 2 * * *", after=at, until=at + 3 * 86_400_000)
 3
->>> parse_duration("1h30m")
-5400.0
 """
 
 from __future__ import annotations
-
-import re
 
 from croniter import CroniterError, croniter
 
 from lockgate.clock import from_millis
 from lockgate.errors import InvalidInputError
 
-__all__ = ["check_cron", "latest_tick", "missed_ticks", "next_tick", "parse_duration"]
+__all__ = ["check_cron", "latest_tick", "missed_ticks", "next_tick"]
 
 _MISSED_CAP = 1000
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
 def check_cron(expression: str) -> str:
@@ -56,26 +50,6 @@ def missed_ticks(expression: str, *, after: int, until: int) -> int:
     while count < _MISSED_CAP and _ms(it.get_next(float)) <= until:
         count += 1
     return count
-
-
-def parse_duration(text: str | float | int) -> float:
-    """Seconds in ``text``: a number of seconds, or units like ``90s``, ``15m``, ``1h30m``, ``2d``."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        seconds = float(text)
-    else:
-        spec = str(text).strip().replace(" ", "").lower()
-        try:
-            seconds = float(spec)
-        except ValueError:
-            parts = _DURATION.findall(spec)
-            if not parts or "".join(n + u for n, u in parts) != spec:
-                raise InvalidInputError(
-                    f"duration {text!r} does not parse; use seconds or units, e.g. 90s, 15m, 1h30m, 2d"
-                ) from None
-            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if seconds < 0 or seconds != seconds:
-        raise InvalidInputError(f"duration {text!r} must be zero or more seconds")
-    return seconds
 
 
 def _ms(seconds: float) -> int:

@@ -42,10 +42,10 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from lockgate.clock import now_millis, to_iso
+from lockgate.clock import now_millis, parse_duration, to_iso
 from lockgate.errors import ConflictError, InvalidInputError, NotFoundError
 from lockgate.hashing import canonical_json
-from lockgate.pipelines._cron import check_cron, next_tick, parse_duration
+from lockgate.pipelines._cron import check_cron, next_tick
 from lockgate.pipelines._dataref import DataRef, encode_params
 from lockgate.pipelines._firing import TriggerFire, execute_fire, record_fire
 from lockgate.pipelines._loader import load_pipeline
@@ -164,7 +164,7 @@ class TriggerService:
         if cron is not None and watch is not None:
             raise InvalidInputError(f"trigger '{name}' takes --cron or --watch, not both; add two triggers")
         schedule = check_cron(cron) if cron is not None else None
-        cooldown_ms = round(parse_duration(cooldown) * 1000)
+        cooldown_ms = round(parse_duration(cooldown).total_seconds() * 1000)
         base = Path(workdir).expanduser().resolve() if workdir is not None else Path.cwd()
         spec, stored_params = _check_pipeline(pipeline, params or {}, base)
         folder: Path | None = None
