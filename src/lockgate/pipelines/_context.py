@@ -4,7 +4,7 @@ A long step declares a parameter annotated :class:`StepContext` and the runner p
 
 >>> from lockgate.pipelines import step
 >>> @step
-... def train(epochs: int, ctx: StepContext = StepContext.injected()) -> int:
+... def train(epochs: int, ctx: StepContext = StepContext.INJECTED) -> int:
 ...     state = ctx.restore(default={"epoch": 0})
 ...     for epoch in range(state["epoch"], epochs):
 ...         state = ctx.checkpoint({"epoch": epoch + 1})
@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, ClassVar
 
 import joblib
 
@@ -77,12 +77,10 @@ class StepContext:
         self._seq: int | None = None
         self.restored_from: int | None = None
 
-    @classmethod
-    def injected(cls) -> StepContext:
-        """The default for a step's context parameter (``ctx: StepContext = StepContext.injected()``),
-        so type checkers accept calls that leave it out: the runner, or a direct call outside
-        a pipeline, always passes a real context in its place."""
-        return _INJECTED
+    #: The default for a step's context parameter (``ctx: StepContext = StepContext.INJECTED``),
+    #: so type checkers accept calls that leave it out: the runner, or a direct call outside a
+    #: pipeline, always passes a real context in its place.
+    INJECTED: ClassVar[StepContext]
 
     @property
     def is_placeholder(self) -> bool:
@@ -169,6 +167,7 @@ class StepContext:
 
 
 _INJECTED = StepContext()
+StepContext.INJECTED = _INJECTED
 
 
 def _seq_of(name: str) -> int:

@@ -46,7 +46,7 @@ def train_model(
     data: pa.Table,
     max_iter: int = 60,
     learning_rate: float = 0.1,
-    ctx: StepContext = StepContext.injected(),
+    ctx: StepContext = StepContext.INJECTED,
 ) -> SklearnPipeline:
     """Gradient boosting on the time-ordered first 80% of the rows, checkpointed every epoch:
     a preempted or killed worker's retry continues from the last epoch, not from scratch."""
