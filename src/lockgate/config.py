@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     )
     capture_code: bool = Field(default=True, description="Record the git commit and diff at run start.")
     s3_endpoint_url: str | None = Field(default=None, description="Endpoint of an S3-compatible server.")
+    offline_store: str | None = Field(
+        default=None,
+        description="Folder or s3://bucket/prefix for computed and pushed feature rows; a folder in the workspace by default.",
+    )
+    online_store_url: str | None = Field(
+        default=None,
+        description="The online feature store: redis://host:port/db, or sqlite:///path; SQLite in the workspace by default.",
+    )
     audit_key_file: Path | None = Field(
         default=None,
         description="The key that seals the audit chain; share one file among every writer of a shared database.",
@@ -89,6 +97,10 @@ class Settings(BaseSettings):
         return self.artifact_root or str(self.home.resolve() / "artifacts")
 
     @property
+    def resolved_offline_store(self) -> str:
+        return self.offline_store or str(self.home.resolve() / "offline")
+
+    @property
     def actor(self) -> str:
         """The identity every write is recorded under."""
         return self.identity or f"user:{_os_user()}"
@@ -125,9 +137,10 @@ def _relative_to(folder: Path, values: dict[str, Any]) -> dict[str, Any]:
     key = values.get("audit_key_file")
     if isinstance(key, str) and key and not Path(key).expanduser().is_absolute():
         values["audit_key_file"] = str(folder.resolve() / key)
-    root = values.get("artifact_root")
-    if isinstance(root, str) and root and "://" not in root and not Path(root).expanduser().is_absolute():
-        values["artifact_root"] = str(folder.resolve() / root)
+    for name in ("artifact_root", "offline_store"):
+        root = values.get(name)
+        if isinstance(root, str) and root and "://" not in root and not Path(root).expanduser().is_absolute():
+            values[name] = str(folder.resolve() / root)
     url = values.get("database_url")
     prefix = "sqlite:///"
     if isinstance(url, str) and url.startswith(prefix):
