@@ -32,8 +32,6 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, ClassVar
 
-import joblib
-
 from lockgate.errors import LockgateError
 
 __all__ = ["ContextSpec", "Preempted", "StepContext", "StepTimeout", "is_context_annotation", "step_signals"]
@@ -118,6 +116,8 @@ class StepContext:
         is written at once, or, with the step's ``checkpoint_interval``, at most that often;
         a state still pending is written when the worker is asked to stop.
         """
+        import joblib
+
         buf = io.BytesIO()
         joblib.dump(state, buf)
         data = buf.getvalue()
@@ -152,6 +152,8 @@ class StepContext:
         A checkpoint whose bytes no longer match the hash in its name (a torn or damaged
         object) is skipped in favour of the one before it.
         """
+        import joblib
+
         if self.spec is None:
             return joblib.load(io.BytesIO(self._memory[-1])) if self._memory else default
         for name in reversed(self._names()):

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lockgate.config import Settings
-from lockgate.data._sources import Source
 from lockgate.hashing import canonical_json, sha256_bytes
+
+if TYPE_CHECKING:
+    from lockgate.data._sources import Source
 
 __all__ = ["DataRef", "decode_params", "encode_params"]
 
@@ -42,10 +44,14 @@ class DataRef:
     query: str | None = None
 
     def __post_init__(self) -> None:
-        Source(self.uri, self.query)  # validates: one set of rules for every outside data
+        self.source  # noqa: B018 - validates: one set of rules for every outside data
 
     @property
     def source(self) -> Source:
+        # Imported here: the readers (pyarrow.dataset, s3fs) cost seconds, and every CLI
+        # command imports lockgate, while only pipelines that touch data need them.
+        from lockgate.data._sources import Source
+
         return Source(self.uri, self.query)
 
     @property
