@@ -73,8 +73,8 @@ def test_a_step_past_its_timeout_fails_and_is_retried_then_the_run_fails(ws: lg.
     flow = load_pipeline(f"{project / 'long.py'}:slow_flow")
     started = time.monotonic()
     with pytest.raises(PipelineFailed) as failed:
-        run_pipeline(ws, flow, executor="local")
-    assert time.monotonic() - started < 4  # two attempts of 0.5 s, not two of 5 s
+        run_pipeline(ws, flow, params={"seconds": 60.0}, executor="local")
+    assert time.monotonic() - started < 30  # two attempts cut at 0.5 s, not two of 60 s
     step_run = ws.runs.get(failed.value.result.step_run("slow") or "")
     assert "StepTimeout" in step_run.tags["lockgate.error"]
     assert "timeout of 0.5 s" in step_run.tags["lockgate.error"]
@@ -85,8 +85,8 @@ def test_a_step_deaf_to_its_timeout_is_ended_from_outside(ws: lg.Workspace, proj
     flow = load_pipeline(f"{project / 'long.py'}:stubborn_flow")
     started = time.monotonic()
     with pytest.raises(PipelineFailed) as failed:
-        run_pipeline(ws, flow, executor="local")
-    assert time.monotonic() - started < 15  # 0.5 s timeout + 5 s grace, not the step's 30 s
+        run_pipeline(ws, flow, params={"seconds": 120.0}, executor="local")
+    assert time.monotonic() - started < 60  # 0.5 s timeout + 5 s grace, not the step's 120 s
     step_run = ws.runs.get(failed.value.result.step_run("stubborn") or "")
     assert "timeout of 0.5 s" in step_run.tags["lockgate.error"]
     assert step_run.status == lg.RunStatus.FAILED
