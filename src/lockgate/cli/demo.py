@@ -5,8 +5,12 @@ The story's work lives in ``lockgate.examples.fraud``; this module only tells it
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -77,7 +81,7 @@ def demo(
     from lockgate.examples.fraud.features import FEATURES
     from lockgate.examples.fraud.pipeline import fraud as fraud_pipeline
     from lockgate.examples.fraud.train import FEATURE_REFS
-    from lockgate.pipelines import DataRef, Scheduler, TriggerService, reproduce, run_pipeline
+    from lockgate.pipelines import DataRef, LocalExecutor, Scheduler, TriggerService, reproduce, run_pipeline
 
     if days < 45:
         raise InvalidInputError(
@@ -143,7 +147,16 @@ def demo(
 
     def fit() -> tuple[str, Group, str]:
         params = pipeline_params
-        first = run_pipeline(ws, fraud_pipeline, params=params, executor="local")
+        pool = LocalExecutor()
+        # A spot eviction mid-training: once two epochs are checkpointed the workers get SIGTERM.
+        evict = threading.Thread(target=_evict_after_epochs, args=(ws, pool, 2), daemon=True)
+        evict.start()
+        try:
+            first = run_pipeline(ws, fraud_pipeline, params=params, executor=pool)
+        finally:
+            pool.shutdown()
+        evict.join(timeout=1)
+        train_run = ws.runs.get(first.step_run("train_model") or "")
         metrics = first.output("evaluate")
         frame = first.output("training_set")
         mv = ws.models.register(
@@ -167,6 +180,14 @@ def demo(
         grid = Table.grid(padding=(0, 2))
         grid.add_row("pipeline", f"examples/fraud/pipeline.py, local process pool, run {short(first.run_id)}")
         grid.add_row("trained as of", f"{as_of:%Y-%m-%d} (labels known by then; validated on a later time slice)")
+        restored = train_run.tags.get("lockgate.restored_checkpoint")
+        grid.add_row(
+            "eviction",
+            f"workers got SIGTERM during training; train_model ran again from epoch checkpoint {restored} "
+            f"(attempt {train_run.tags.get('lockgate.attempts')})"
+            if restored
+            else "the training finished before the simulated eviction",
+        )
         grid.add_row("metrics", "  ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
         grid.add_row("registered", f"{mv.uri} from runs:/{mv.run_id}  →  models:/fraud@champion")
         grid.add_row("second run", f"{again.cache_hits} of {len(again.steps)} steps from the cache (nothing changed)")
@@ -285,3 +306,17 @@ def demo(
         )
     )
     ws.close()
+
+
+def _evict_after_epochs(ws: Workspace, pool: Any, epochs: int) -> None:
+    """Send SIGTERM to the pool's workers, as a spot eviction would, once the training step
+    has checkpointed ``epochs`` epochs (gives up quietly after a minute)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        saved = [n for n in ws.artifacts.list_named("checkpoints") if "/train_model/" in n and n.endswith(".ckpt")]
+        if saved and max(int(n.rsplit("/", 1)[-1].split("-", 1)[0]) for n in saved) >= epochs:
+            for pid in pool.worker_pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+            return
+        time.sleep(0.05)

@@ -240,15 +240,27 @@ class LocalExecutor:
                 )
             task = Task(StepRef.of(step_), task.arguments, task.context, task.timeout)
         with _main_module_hidden():
-            return self._pool.submit(run_task, task)
+            try:
+                return self._pool.submit(run_task, task)
+            except BrokenProcessPool:
+                # A worker died since the last look (the runner has not seen its future yet).
+                self._replace_broken_pool()
+                return self._pool.submit(run_task, task)
 
     def recover(self, exc: BaseException) -> bool:
         if not isinstance(exc, BrokenProcessPool):
             return False
+        self._replace_broken_pool()
+        return True
+
+    def _replace_broken_pool(self) -> None:
         if getattr(self._pool, "_broken", False):
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
-        return True
+
+    def worker_pids(self) -> list[int]:
+        """The pool's worker processes now (for operators, and to show a preemption)."""
+        return sorted(p.pid for p in getattr(self._pool, "_processes", {}).values() if p.pid is not None)
 
     def abort(self, future: Future[TaskResult]) -> None:
         # A process pool cannot cancel a running call; ending its workers is the only way,
@@ -290,6 +302,7 @@ def make_executor(
     workers: int | None = None,
     steps: list[Step[..., Any]] | None = None,
     ray_address: str | None = None,
+    project_root: Path | None = None,
 ) -> Executor:
     """``auto`` is ``local`` unless a step lives in ``__main__`` (a notebook or a script's own
     steps), which worker processes cannot import: then ``inline``."""
@@ -302,5 +315,7 @@ def make_executor(
     if name == "inline":
         return InlineExecutor()
     if name == "ray":
-        raise InvalidInputError("the ray executor is not available yet; use --executor local")
+        from lockgate.pipelines._ray import RayExecutor  # Ray is an optional extra, imported on use
+
+        return RayExecutor(ray_address, steps=steps, project_root=project_root)
     raise InvalidInputError(f"unknown executor '{name}'; use one of: {', '.join(EXECUTORS)}")

@@ -122,7 +122,7 @@ def run_pipeline(
     )
     owned = isinstance(executor, str)
     ex = (
-        make_executor(executor, steps=pipeline.steps(), ray_address=ray_address)
+        make_executor(executor, steps=pipeline.steps(), ray_address=ray_address, project_root=runner.root)
         if isinstance(executor, str)
         else executor
     )
