@@ -17,6 +17,7 @@ from typing import Any, Literal
 from lockgate.artifacts import ArtifactStore
 from lockgate.audit import AuditLog
 from lockgate.config import CONFIG_FILE, Settings
+from lockgate.data import ContractRegistry, DataService, ModelConsumers
 from lockgate.entities import DatasetVersion, NodeKind, RunRecord
 from lockgate.errors import InvalidReferenceError
 from lockgate.lineage import LineageGraph, LineageService, Node, openlineage_events
@@ -50,7 +51,7 @@ class GcReport:
 
 
 class Workspace:
-    """A lockgate workspace: ``ws.runs``, ``ws.models``, ``ws.datasets``, ``ws.lineage``, ``ws.audit``."""
+    """A lockgate workspace: ``ws.runs``, ``ws.models``, ``ws.datasets``, ``ws.data``, ``ws.lineage``, ``ws.audit``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -72,6 +73,8 @@ class Workspace:
         )
         self.models = ModelRegistry(self.db, self.artifacts, self.audit, self.lineage, actor=actor)
         self.runs.model_logger = self.models.log_from_run
+        contracts = ContractRegistry(self.db, self.audit, actor=actor, consumer_providers=[ModelConsumers(self.db)])
+        self.data = DataService(self.datasets, contracts)
 
     @classmethod
     def open(

@@ -6,6 +6,7 @@ Domain services never write SQL; they call these repositories inside one transac
 """
 
 from lockgate.store.audit import AuditRepository
+from lockgate.store.contracts import ContractRepository
 from lockgate.store.database import Database
 from lockgate.store.datasets import DatasetRepository
 from lockgate.store.lineage import LineageRepository
@@ -16,6 +17,7 @@ from lockgate.store.triggers import LeaseRepository, TriggerRepository
 
 __all__ = [
     "AuditRepository",
+    "ContractRepository",
     "Database",
     "DatasetRepository",
     "LeaseRepository",

@@ -18,10 +18,14 @@ __all__ = [
     "artifacts",
     "audit_events",
     "audit_head",
+    "contracts",
     "dataset_facts",
     "datasets",
     "environments",
     "experiments",
+    "feature_definitions",
+    "feature_heads",
+    "feature_service_bindings",
     "latest_metrics",
     "lineage_edges",
     "metadata",
@@ -366,4 +370,21 @@ scheduler_leases = sa.Table(
     sa.Column("holder", sa.String(256), nullable=False),
     sa.Column("acquired_at", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False),
+)
+
+
+# Data contracts, one row per registered version: the contract as plain data, its canonical
+# hash (registering the same document again is a no-op) and the compatibility mode that
+# governed its registration. Versions are numbered per name from 1, without gaps.
+contracts = sa.Table(
+    "contracts",
+    metadata,
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("owner", sa.String(256), nullable=False),
+    sa.Column("compatibility", sa.String(32), nullable=False),
+    sa.Column("contract", sa.JSON, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False),
 )
