@@ -145,6 +145,19 @@ def test_a_parquet_file_is_validated_by_path_and_its_schema_checked_before_readi
     assert early.data is None  # answered from the footer
 
 
+def test_csv_files_and_partition_folders_are_read_by_path(tmp_path: Path) -> None:
+    c = contract(columns={"id": {"type": "int64", "unique": True}, "amount": {"type": "float64", "max": 10}})
+    csv = tmp_path / "batch.csv"
+    csv.write_text("id,amount\n1,2.5\n2,12.0\n")
+    assert checks(validate(csv, c)) == [("max", "amount", 1)]
+    folder = tmp_path / "days"
+    for day, ids in (("2026-11-27", [1, 2]), ("2026-11-28", [2, 3])):
+        (folder / f"day={day}").mkdir(parents=True)
+        pq.write_table(pa.table({"id": ids, "amount": [1.0, 2.0]}), folder / f"day={day}" / "part-0.parquet")
+    report = validate(folder, contract(columns={"id": {"type": "int64", "unique": True}, "amount": "float64"}))
+    assert ("unique", "id", 2) in checks(report)
+
+
 def test_an_unreadable_file_is_one_sentence(tmp_path: Path) -> None:
     bad = tmp_path / "broken.parquet"
     bad.write_bytes(b"PAR1 not really parquet")

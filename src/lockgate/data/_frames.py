@@ -55,13 +55,10 @@ def as_table(data: Any, types: Mapping[str, pa.DataType] | None = None) -> pa.Ta
 
 def read_source(uri: str | Path) -> pa.Table:
     """Read a file, folder or URI into Arrow, with a one-sentence error for bad input."""
-    try:
-        from lockgate.data._sources import Source
-    except ImportError:  # the sources module is optional in this layer: plain files still work
-        from lockgate.tables import read_table
+    # Imported here: the readers (fsspec, pyarrow.dataset) stay out of `import lockgate`.
+    from lockgate.data._sources import Source
 
-        return read_table(uri)
-    table: pa.Table = Source.parse(str(uri)).read()
+    table: pa.Table = Source.parse(uri).read()
     return table
 
 
