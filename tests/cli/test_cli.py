@@ -210,17 +210,22 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     for chapter in (
         "1. Workspace",
         "2. Data",
-        "3. Training",
-        "4. Reproduce",
+        "3. Data gate",
+        "4. Training",
+        "from epoch checkpoint",
+        "5. Reproduce",
         "reproduced bit-for-bit",
-        "5. Continuous training",
+        "6. Continuous training",
         "reason new_data",
-        "6. Lineage",
-        "7. Audit",
+        "7. Lineage",
+        "8. Audit",
         "try next",
     ):
         assert chapter in out
     ws = lg.Workspace.open(home / ".lockgate")
+    # The gate admitted today's batch and stopped both broken ones.
+    (admitted,) = ws.data.versions("transactions-daily")
+    assert admitted[1][0].passed
     assert ws.models.get("models:/fraud@champion").version == 1
     assert ws.audit.verify().ok
     # The demo refuses to wipe a folder it did not make.
@@ -246,7 +251,7 @@ def test_user_values_are_never_read_as_markup(tmp_path: Path, capsys: pytest.Cap
 def test_pipeline_check_and_run_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     example = Path(lg.__file__).parent / "examples" / "fraud" / "pipeline.py"
     assert main(["pipeline", "check", str(example), "--json"]) == 0
-    (dag,) = out_json(capsys)
+    dag = next(r for r in out_json(capsys) if r["check"] == "dag")
     assert dag["check"] == "dag"
     assert dag["ok"] is True
     project = tmp_path / "p"

@@ -77,8 +77,10 @@ def demo(
     """
     # The story's imports (scikit-learn among them) load only when the demo runs, so every
     # other command starts fast.
+    from lockgate.data import report_html, verdict
     from lockgate.examples.fraud.data import generate, labels_known_at, write_daily_parquet
     from lockgate.examples.fraud.features import FEATURES
+    from lockgate.examples.fraud.pipeline import CONTRACT
     from lockgate.examples.fraud.pipeline import fraud as fraud_pipeline
     from lockgate.examples.fraud.train import FEATURE_REFS
     from lockgate.pipelines import DataRef, LocalExecutor, Scheduler, TriggerService, reproduce, run_pipeline
@@ -136,7 +138,61 @@ def demo(
     data, body, took = story.chapter("Data", make_data)
     story.show(2, "Data", body, f"{hint_env} lockgate audit log --object dataset:", took)
 
-    # 3. Training --------------------------------------------------------------------------------
+    # 3. Data gate -------------------------------------------------------------------------------
+    def gate() -> tuple[None, Group, str]:
+        registered = ws.data.contracts.register(CONTRACT)
+        latest = sorted((home / "data" / "transactions").glob("*.parquet"))[-1]
+        today = ws.data.admit(latest, name="transactions-daily", contract=registered.ref, now=data.end)
+        # An upstream release renames a column and starts sending amounts in cents; its fix
+        # restores the name but not the unit. The gate stops both, each with its report.
+        batch = pq.read_table(latest)
+        cents = batch.set_column(batch.schema.get_field_index("amount"), "amount", pc.multiply(batch["amount"], 100.0))
+        renamed = cents.rename_columns(["category" if n == "merchant_category" else n for n in cents.column_names])
+        incoming = home / "data" / "incoming"
+        incoming.mkdir(parents=True, exist_ok=True)
+        stopped = []
+        for label, table_ in (("v2", renamed), ("v3", cents)):
+            path = incoming / f"{latest.stem}-{label}.parquet"
+            pq.write_table(table_, path)
+            admission = ws.data.admit(path, name="transactions-daily", contract=registered.ref, now=data.end)
+            report_file = home / "reports" / f"{path.stem}.html"
+            report_file.parent.mkdir(parents=True, exist_ok=True)
+            report_file.write_text(report_html(admission.report))
+            stopped.append((label, admission, report_file))
+        failures = table(
+            None,
+            ["batch", "check", "column", "severity", "rows", "e.g."],
+            [
+                (
+                    name,
+                    f.check,
+                    f.column or "",
+                    f.severity,
+                    f"{f.rows:,} ({f.share:.1%})",
+                    ", ".join(map(str, f.examples[:2])),
+                )
+                for name, admission, _ in stopped
+                for f in admission.report.failures
+            ],
+        )
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row("contract", f"{registered.ref} (owner {registered.owner}, {registered.compatibility} compatible)")
+        assert today.dataset is not None
+        grid.add_row(
+            "today's batch",
+            f"{verdict(today.report)} → {today.dataset.uri} records passing {registered.ref}",
+        )
+        for label, admission, report_file in stopped:
+            grid.add_row(f"batch {label}", f"{verdict(admission.report)}; nothing registered; {report_file}")
+        registered_versions = len(ws.data.versions("transactions-daily"))
+        grid.add_row("registered", f"{registered_versions} version of transactions-daily (the batch that passed)")
+        summary = "good batch admitted; 2 broken batches stopped"
+        return None, Group(grid, failures), summary
+
+    _, body, took = story.chapter("Data gate", gate)
+    story.show(3, "Data gate", body, f"{hint_env} lockgate data versions transactions-daily", took)
+
+    # 4. Training --------------------------------------------------------------------------------
     as_of = data.shift_start
 
     pipeline_params = {
@@ -197,9 +253,9 @@ def demo(
         return first.run_id, Group(steps, grid), summary
 
     run_id, body, took = story.chapter("Training pipeline", fit)
-    story.show(3, "Training pipeline", body, f"{hint_env} lockgate runs list --all", took)
+    story.show(4, "Training pipeline", body, f"{hint_env} lockgate runs list --all", took)
 
-    # 4. Reproduce ---------------------------------------------------------------------------------
+    # 5. Reproduce ---------------------------------------------------------------------------------
     def rebuild() -> tuple[bool, Group, str]:
         report = reproduce(ws, run_id)
         rows = [(d.what, d.recorded, d.now, d.cause) for d in [*report.differences, *report.notes]]
@@ -215,9 +271,9 @@ def demo(
         return report.ok, Group(*parts), report.verdict
 
     _, body, took = story.chapter("Reproduce", rebuild)
-    story.show(4, "Reproduce", body, f"{hint_env} lockgate reproduce {short(run_id)}", took)
+    story.show(5, "Reproduce", body, f"{hint_env} lockgate reproduce {short(run_id)}", took)
 
-    # 5. Continuous training ------------------------------------------------------------------------
+    # 6. Continuous training ------------------------------------------------------------------------
     def retrain_on_new_data() -> tuple[None, Group, str]:
         folder = home / "data" / "transactions"
         triggers = TriggerService(ws)
@@ -249,9 +305,9 @@ def demo(
         return None, body, f"new data fired a run: {reran} steps ran, {len(rows) - reran} cached"
 
     _, body, took = story.chapter("Continuous training", retrain_on_new_data)
-    story.show(5, "Continuous training", body, f"{hint_env} lockgate triggers show new-transactions", took)
+    story.show(6, "Continuous training", body, f"{hint_env} lockgate triggers show new-transactions", took)
 
-    # 6. Lineage -----------------------------------------------------------------------------------
+    # 7. Lineage -----------------------------------------------------------------------------------
     def trace() -> tuple[None, Group, str]:
         graph = ws.lineage_of("models:/fraud@champion", direction="upstream")
         events = ws.openlineage("models:/fraud@champion", direction="upstream")
@@ -264,9 +320,9 @@ def demo(
         return None, Group(*trees, note), f"{len(graph.nodes)} nodes traced"
 
     _, body, took = story.chapter("Lineage", trace)
-    story.show(6, "Lineage", body, f"{hint_env} lockgate lineage models:/fraud@champion --format openlineage", took)
+    story.show(7, "Lineage", body, f"{hint_env} lockgate lineage models:/fraud@champion --format openlineage", took)
 
-    # 7. Audit -------------------------------------------------------------------------------------
+    # 8. Audit -------------------------------------------------------------------------------------
     def audit() -> tuple[None, Group, str]:
         report = ws.audit.verify()
         events = ws.audit.events(limit=6)
@@ -282,7 +338,7 @@ def demo(
         )
 
     _, body, took = story.chapter("Audit", audit)
-    story.show(7, "Audit", body, f"{hint_env} lockgate audit verify", took)
+    story.show(8, "Audit", body, f"{hint_env} lockgate audit verify", took)
 
     size = sum(o.size for o in ws.artifacts.iter_objects())
     summary = table(
@@ -320,3 +376,11 @@ def _evict_after_epochs(ws: Workspace, pool: Any, epochs: int) -> None:
                     os.kill(pid, signal.SIGTERM)
             return
         time.sleep(0.05)
+
+
+def _example(values: Any) -> str:
+    """The first example value of a failure, short enough for a table cell."""
+    if not values:
+        return ""
+    first = values[0]
+    return f"{first:.6g}" if isinstance(first, float) else str(first)[:24]

@@ -16,8 +16,13 @@ from lockgate.data._contract import (
     arrow_type,
     type_name,
 )
+from lockgate.data._custom import register_batch_check
+from lockgate.data._findings import Failure
+from lockgate.data._infer import infer_contract
 from lockgate.data._registry import ConsumerProvider, ContractRegistry, ModelConsumers, RegisteredContract
+from lockgate.data._report import render_terminal, report_html, report_json, verdict
 from lockgate.data._service import Admission, ContractNotPassed, ContractOutcome, DataService
+from lockgate.data._validate import ValidationReport, validate
 
 __all__ = [
     "Admission",
@@ -32,15 +37,24 @@ __all__ = [
     "CustomCheck",
     "DataService",
     "EventTimeSpec",
+    "Failure",
     "IncompatibleContract",
     "LabelSpec",
     "ModelConsumers",
     "RegisteredContract",
     "Rule",
     "Severity",
+    "ValidationReport",
     "Violation",
     "arrow_type",
     "check_compatibility",
+    "infer_contract",
     "readable_as",
+    "register_batch_check",
+    "render_terminal",
+    "report_html",
+    "report_json",
     "type_name",
+    "validate",
+    "verdict",
 ]

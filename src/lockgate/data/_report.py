@@ -32,10 +32,11 @@ from lockgate.data._wording import jsonable, rows, share, value
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["render_terminal", "report_html", "report_json"]
+__all__ = ["render_terminal", "report_html", "report_json", "verdict"]
 
 
-def _verdict(report: ValidationReport) -> str:
+def verdict(report: ValidationReport) -> str:
+    """One line: PASSED or FAILED, rows, contract, error and warning counts, time."""
     errors, warnings = len(report.errors), len(report.warnings)
     version = f" v{report.contract_version}" if report.contract_version is not None else ""
     parts = [f"{errors} error{'s' if errors != 1 else ''}", f"{warnings} warning{'s' if warnings != 1 else ''}"]
@@ -78,7 +79,7 @@ def render_terminal(report: ValidationReport, console: Console) -> None:
         console.print(table)
     for note in report.skipped:
         console.print(Text(f"skipped: {note}", style="dim"))
-    console.print(Text(_verdict(report), style="bold green" if report.passed else "bold red"))
+    console.print(Text(verdict(report), style="bold green" if report.passed else "bold red"))
 
 
 def report_json(report: ValidationReport) -> str:
@@ -175,7 +176,7 @@ def report_html(report: ValidationReport) -> str:
         f"<h1>Data contract {_e(report.contract_name)}{_e(version)}</h1>",
         (
             f'<p><span class="verdict {"pass" if report.passed else "fail"}">{"PASSED" if report.passed else "FAILED"}'
-            f'</span> <span class="muted">{_e(_verdict(report))}; checked at '
+            f'</span> <span class="muted">{_e(verdict(report))}; checked at '
             f"{_e(report.checked_at.isoformat(timespec='seconds'))}</span></p>"
         ),
     ]

@@ -20,6 +20,7 @@ from lockgate.pipelines._context import Preempted, StepContext, StepTimeout
 from lockgate.pipelines._dataref import DataRef
 from lockgate.pipelines._dsl import Node, Pipeline, PipelineGraph, Step, StepOutput, pipeline, step
 from lockgate.pipelines._executors import EXECUTORS, InlineExecutor, LocalExecutor
+from lockgate.pipelines._gates import ContractViolation, contract_gate
 from lockgate.pipelines._loader import load_pipeline, parse_params
 from lockgate.pipelines._reproduce import Difference, ReproductionReport, reproduce
 from lockgate.pipelines._runner import PipelineFailed, PipelineResult, StepResult, run_pipeline
@@ -28,6 +29,7 @@ from lockgate.pipelines.triggers import Trigger, TriggerFire, TriggerService
 
 __all__ = [
     "EXECUTORS",
+    "ContractViolation",
     "DataRef",
     "Difference",
     "Evaluation",
@@ -50,6 +52,7 @@ __all__ = [
     "Trigger",
     "TriggerFire",
     "TriggerService",
+    "contract_gate",
     "load_pipeline",
     "parse_params",
     "pipeline",

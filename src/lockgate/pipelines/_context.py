@@ -74,6 +74,8 @@ class StepContext:
         self._last_saved = 0.0
         self._seq: int | None = None
         self.restored_from: int | None = None
+        self.attachments: list[tuple[str, str, int]] = []  # (name, sha256, size), kept with the step run
+        self.files: dict[str, bytes] = {}  # outside a pipeline: what log_artifact was given
 
     #: The default for a step's context parameter (``ctx: StepContext = StepContext.INJECTED``),
     #: so type checkers accept calls that leave it out: the runner, or a direct call outside a
@@ -103,6 +105,22 @@ class StepContext:
     def _names(self) -> list[str]:
         assert self.spec is not None
         return [n for n in self._artifacts().list_named(self.spec.prefix) if n.endswith(".ckpt")]
+
+    def log_artifact(self, name: str, data: bytes | str) -> None:
+        """Keep a file (a report, a plot) with this step's run, whether the attempt passes or fails.
+
+        The bytes go to the artifact store now; the runner attaches them to the step run, with
+        lineage, when the attempt ends. Outside a pipeline they stay in ``ctx.files``.
+        """
+        from lockgate.artifacts import safe_relpath
+
+        name = safe_relpath(name)
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        if self.spec is None:
+            self.files[name] = payload
+            return
+        stored = self._artifacts().put_bytes(payload)
+        self.attachments.append((name, stored.sha256, stored.size))
 
     def checkpoint(self, state: Any) -> Any:
         """Save ``state`` (anything joblib can pickle: a model, arrays, a dict of both) and

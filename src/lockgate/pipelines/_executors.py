@@ -105,6 +105,7 @@ class TaskResult:
     ended: float
     worker: str
     restored_from: int | None = None
+    attachments: tuple[tuple[str, str, int], ...] = ()  # files the step logged: (name, sha256, size)
 
     @property
     def preempted(self) -> bool:
@@ -152,6 +153,7 @@ def run_task(task: Task, *, preemptible: bool = True) -> TaskResult:
         ended=time.time(),
         worker=worker_identity(),
         restored_from=context.restored_from if context is not None else None,
+        attachments=tuple(context.attachments) if context is not None else (),
     )
 
 

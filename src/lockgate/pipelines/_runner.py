@@ -325,7 +325,7 @@ class _Runner:
             time.sleep(min(0.1 * 2**attempt.failures, 5.0))
         attempt.step_run.set_tags({f"lockgate.attempt.{attempt.number}.error": why[:500]})
         if task is not None:
-            self._keep_logs(attempt.step_run, task, attempt=attempt.number)
+            self._keep_logs(attempt.step_run, task, earlier_attempt=attempt.number)
         return attempt.next(lost=lost)
 
     # -- pieces ------------------------------------------------------------------------------
@@ -521,7 +521,7 @@ class _Runner:
     ) -> None:
         error = (task.error if task is not None and not attempt.aborted else attempt.last_error) or "failed"
         if task is not None:
-            self._keep_logs(step_run, task, attempt=attempt.number)
+            self._keep_logs(step_run, task)
         step_run.set_tags(
             {
                 "lockgate.error": error[:500],
@@ -545,15 +545,35 @@ class _Runner:
         )
         self._tick(node.name, f"failed: {error}")
 
-    def _keep_logs(self, step_run: ActiveRun, task: TaskResult, *, attempt: int = 0) -> None:
-        """The step's stdout and stderr, kept with its run (an earlier attempt's under its number)."""
-        folder = "logs" if attempt <= 1 and task.error is None else f"logs/attempt-{attempt}"
-        for name, text in (("stdout.txt", task.stdout), ("stderr.txt", task.stderr)):
-            if text:
-                stored = self.ws.artifacts.put_bytes(text.encode())
-                with self.ws.db.write() as conn:
-                    self.runs_repo.record_artifact(conn, stored.sha256, stored.size, now_millis())
-                    self.runs_repo.attach_artifact(conn, step_run.id, f"{folder}/{name}", stored.sha256, stored.size)
+    def _keep_logs(self, step_run: ActiveRun, task: TaskResult, *, earlier_attempt: int | None = None) -> None:
+        """The step's stdout and stderr, and the files it logged, kept with its run; logged files
+        are linked in lineage. The attempt that ended the step keeps them under ``logs/`` and
+        ``files/``, an earlier attempt that was tried again under ``logs/attempt-N/`` and so on."""
+        sub = "" if earlier_attempt is None else f"/attempt-{earlier_attempt}"
+        texts = (("stdout.txt", task.stdout), ("stderr.txt", task.stderr))
+        stored = [(f"logs{sub}/{name}", self.ws.artifacts.put_bytes(text.encode())) for name, text in texts if text]
+        logged = [(f"files{sub}/{name}", sha, size) for name, sha, size in task.attachments]
+        with self.ws.db.write() as conn:
+            for path, obj in stored:
+                self.runs_repo.record_artifact(conn, obj.sha256, obj.size, now_millis())
+                self.runs_repo.attach_artifact(conn, step_run.id, path, obj.sha256, obj.size)
+            for path, sha, size in logged:
+                self.runs_repo.record_artifact(conn, sha, size, now_millis())
+                self.runs_repo.attach_artifact(conn, step_run.id, path, sha, size)
+            if logged:
+                self.ws.lineage.record(
+                    conn,
+                    [
+                        LineageEdge(
+                            src_kind=NodeKind.RUN,
+                            src_id=step_run.id,
+                            relation=f"file:{path.rsplit('/', 1)[-1]}",
+                            dst_kind=NodeKind.ARTIFACT,
+                            dst_id=sha,
+                        )
+                        for path, sha, _ in logged
+                    ],
+                )
 
     def _save(
         self,

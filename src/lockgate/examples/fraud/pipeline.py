@@ -8,13 +8,14 @@ parameters and environment, so a second run with nothing changed reuses every ou
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import pyarrow as pa
 from sklearn.pipeline import Pipeline as SklearnPipeline
 
 from lockgate.examples.fraud import train as training
 from lockgate.examples.fraud.features import card_features
-from lockgate.pipelines import DataRef, StepContext, pipeline, step
+from lockgate.pipelines import DataRef, StepContext, contract_gate, pipeline, step
 
 __all__ = ["build_features", "evaluate", "fraud", "load", "train_model", "training_set"]
 
@@ -64,14 +65,22 @@ def evaluate(model: SklearnPipeline, data: pa.Table) -> dict[str, float]:
     return training.evaluate(model, data)
 
 
+CONTRACT = Path(__file__).resolve().parent / "contracts" / "transactions.yaml"
+
+
 @pipeline
 def fraud(
     transactions: DataRef = DataRef("data/transactions"),
     labels: DataRef = DataRef("data/labels.parquet"),
+    contract: DataRef = DataRef(str(CONTRACT)),
+    validated_at: str = "2026-11-28T00:00:00+00:00",
     as_of: str = "2026-11-14T00:00:00+00:00",
     max_iter: int = 60,
     learning_rate: float = 0.1,
 ) -> dict[str, object]:
-    frame = training_set(build_features(load(transactions)), load(labels), as_of=as_of)
+    # The gate stands between the raw batches and everything downstream: a batch that breaks
+    # an error-level rule of the contract stops the run here, before features and training.
+    checked = contract_gate(load(transactions), contract, now=validated_at)
+    frame = training_set(build_features(checked), load(labels), as_of=as_of)
     model = train_model(frame, max_iter=max_iter, learning_rate=learning_rate)
     return {"model": model, "metrics": evaluate(model, frame)}
