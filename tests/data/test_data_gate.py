@@ -124,3 +124,16 @@ def test_record_refuses_a_report_it_cannot_stand_behind(ws: lg.Workspace) -> Non
     ws.data.contracts.register(CONTRACT)
     with pytest.raises(lg.InvalidInputError, match=r"the report covers 1 row but data set .* has 3"):
         ws.data.record(version, ws.data.validate(GOOD.slice(0, 1), "payments"))
+
+
+def test_admitting_with_quarantine_registers_the_good_rows_and_keeps_the_rest(ws: lg.Workspace) -> None:
+    ws.data.contracts.register(
+        Contract.from_dict({"name": "held", "on_error": "quarantine", "columns": {"x": {"type": "int64", "min": 0}}})
+    )
+    admitted = ws.data.admit(pa.table({"x": [1, -2, 3]}), name="held", contract="held")
+    assert admitted.dataset is not None
+    assert admitted.quarantine is not None
+    assert (admitted.dataset.num_rows, admitted.quarantine.num_rows) == (2, 1)
+    assert ws.datasets.load(admitted.quarantine.uri).to_pylist() == [{"x": -2}]
+    facts = {f["key"]: f["value"] for f in ws.datasets.facts(admitted.dataset.uri)}
+    assert facts["quarantine"] == {"dataset": admitted.quarantine.uri, "rows": 1}

@@ -115,3 +115,17 @@ def test_pipeline_check_reads_every_gated_contract(ws: lg.Workspace, files: tupl
     (unparsable,) = [r for r in run_checks(graph, ws) if r.name == "contracts"]
     assert not unparsable.ok
     assert "unknown type 'int65'" in unparsable.message
+
+
+def test_quarantined_rows_are_held_back_and_kept_with_the_report(ws: lg.Workspace, files: tuple[Path, Path]) -> None:
+    data, contract = files
+    contract.write_text("on_error: quarantine\n" + CONTRACT)
+    pq.write_table(pa.table({"id": [1, 2, 3], "amount": [10.0, 5000.0, 30.0]}), data)
+    result = run_pipeline(
+        ws, gated, params={"source": DataRef(str(data)), "contract": DataRef(str(contract))}, executor="inline"
+    )
+    assert result.output("total") == {"total": 40.0}  # the bad row never reached the sum
+    held = pq.read_table(
+        pa.BufferReader(_files(ws, result.step_run("contract_gate") or "")["files/quarantine.parquet"])
+    )
+    assert held.to_pylist() == [{"id": 2, "amount": 5000.0}]

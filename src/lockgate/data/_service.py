@@ -83,6 +83,7 @@ class Admission:
     report: ValidationReport
     dataset: DatasetVersion | None
     outcome: ContractOutcome | None
+    quarantine: DatasetVersion | None = None
 
     @property
     def passed(self) -> bool:
@@ -229,7 +230,13 @@ class DataService:
                 return Admission(report=recorded, dataset=None, outcome=None)
         version = self._datasets.log(table, name=name, source_uri=source_uri)
         outcome = self.record(version, recorded)
-        return Admission(report=report, dataset=version, outcome=outcome)
+        quarantine = None
+        if report.quarantined is not None and report.quarantined.num_rows:
+            # The rows held back are kept, as their own data set version, and the admitted
+            # version names them: someone will want to look at (and maybe repair) them.
+            quarantine = self._datasets.log(report.quarantined, name=f"{name}.quarantine", source_uri=source_uri)
+            self._datasets.add_fact(version.uri, "quarantine", {"dataset": quarantine.uri, "rows": quarantine.num_rows})
+        return Admission(report=report, dataset=version, outcome=outcome, quarantine=quarantine)
 
     def outcomes(self, dataset: str | DatasetVersion) -> list[ContractOutcome]:
         """Every contract outcome recorded on a data set version, oldest first."""

@@ -15,10 +15,12 @@ lockgate.pipelines._gates.ContractViolation: FAILED: 2 rows against contract tin
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lockgate.errors import CheckFailed, LockgateError
 from lockgate.pipelines._context import StepContext
@@ -42,7 +44,8 @@ def contract_gate(
     ``on_error: quarantine`` the ones that passed. An error-level failure stops the pipeline.
 
     The report is kept with the step run, passed or failed, as ``files/report.json`` and
-    ``files/report.html`` (linked in lineage). ``now`` (ISO 8601) is the clock freshness
+    ``files/report.html``, and quarantined rows as ``files/quarantine.parquet`` (all linked
+    in lineage). ``now`` (ISO 8601) is the clock freshness
     rules read; pin it for a reproducible pipeline, or leave it out for the current time.
     """
     from lockgate.data import Contract, report_html, report_json, validate, verdict
@@ -53,6 +56,11 @@ def contract_gate(
     ctx.log_artifact("report.html", report_html(report))
     for failure in report.failures:
         print(f"{failure.severity}: {failure.message}")
+    if report.quarantined is not None and report.quarantined.num_rows:
+        # The rows held back go with the report (linked in lineage), counted in its verdict.
+        held = io.BytesIO()
+        pq.write_table(report.quarantined, held, compression="zstd")
+        ctx.log_artifact("quarantine.parquet", held.getvalue())
     line = verdict(report)
     print(line)
     if not report.passed:
