@@ -49,13 +49,18 @@ def _when(ms: int | None) -> str:
 @app.command()
 def validate(
     ctx: typer.Context,
-    path: Annotated[str, typer.Argument(help="The data: a Parquet/CSV/Arrow file or folder, or s3://…")],
+    path: Annotated[
+        str, typer.Argument(help="The data: a Parquet/CSV/Arrow file or folder, s3://…, or postgresql://… with --query")
+    ],
     contract: Annotated[
         str, typer.Option("--contract", "-c", help="A contract YAML file, or a registered NAME or NAME@VERSION.")
     ],
     reference: Annotated[
         str | None,
         typer.Option(help="What drift-style rules compare with: a data set (transactions@latest) or a data path."),
+    ] = None,
+    query: Annotated[
+        str | None, typer.Option(help="For a postgresql:// PATH: the SQL query whose rows are checked.")
     ] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Also write the report as an HTML page here.")] = None,
     dataset: Annotated[
@@ -75,13 +80,18 @@ def validate(
 
     st = state(ctx)
     ws = st.workspace()
+    data: Any = path
+    if query is not None:
+        from lockgate.data._sources import Source
+
+        data = Source.parse(path, query)
     admitted_as: str | None = None
     if dataset is not None:
-        admission = ws.data.admit(path, name=dataset, contract=contract, reference=reference)
+        admission = ws.data.admit(data, name=dataset, contract=contract, reference=reference)
         report = admission.report
         admitted_as = admission.dataset.uri if admission.dataset is not None else None
     else:
-        report = ws.data.validate(path, contract, reference=reference)
+        report = ws.data.validate(data, contract, reference=reference)
     if html is not None:
         _write_html(html, report_html(report))
     if as_json:

@@ -34,6 +34,10 @@ def as_table(data: Any, types: Mapping[str, pa.DataType] | None = None) -> pa.Ta
         table = pa.Table.from_batches([data])
     elif isinstance(data, (str, Path)):
         table = read_source(data)
+    elif callable(getattr(data, "read", None)) and callable(getattr(data, "fingerprint", None)):
+        table = data.read()  # a Source (a SQL query, an S3 prefix) already parsed
+    elif callable(getattr(data, "read", None)) and callable(getattr(data, "content_hash", None)):
+        table = data.read()  # a pipeline's DataRef
     elif isinstance(data, Mapping):
         table = from_records([data], types)
     elif isinstance(data, Sequence) and not isinstance(data, (bytes, bytearray)):
