@@ -12,10 +12,13 @@ The tree::
     ├── IntegrityError                       stored bytes or records fail their hash check
     │   └── AuditChainBroken                 the audit chain no longer verifies
     ├── CheckFailed                          a check the user asked for did not pass (CI checks)
+    │   └── ContractViolation, ContractNotPassed, IncompatibleContract   data and contract gates
     ├── UnavailableError                     a database, object store or service cannot be reached
-    │   └── SchemaOutdatedError              the metadata database needs ``lockgate db upgrade``
+    │   ├── SchemaOutdatedError              the metadata database needs ``lockgate db upgrade``
+    │   └── StaleFeatures                    online features older than their ttl, fail-closed (503)
     ├── PermissionDenied                     the acting identity may not do this
     └── UserCodeError                        code the user supplied (a step, a model) raised
+        └── StepTimeout                      a pipeline step ran past its timeout
 
 Each class carries an ``exit_code`` the CLI uses: 1 for a failed check the user asked for,
 2 for bad usage or input, 3 for an unavailable dependency. Messages are one sentence that

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, ClassVar
 
-from lockgate.errors import LockgateError
+from lockgate.errors import UserCodeError
 
 __all__ = ["ContextSpec", "Preempted", "StepContext", "StepTimeout", "is_context_annotation", "step_signals"]
 
@@ -44,10 +44,8 @@ class Preempted(BaseException):
     """
 
 
-class StepTimeout(LockgateError):
+class StepTimeout(UserCodeError):
     """A step ran longer than its ``timeout``."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True, slots=True)
