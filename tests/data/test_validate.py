@@ -54,11 +54,11 @@ def test_the_fraud_data_passes_its_contract() -> None:
     assert report.errors == []
 
 
-def test_the_drifted_fraud_data_breaks_the_contract_on_the_new_category() -> None:
+def test_the_drifted_fraud_data_warns_about_the_new_category() -> None:
     data = generate(days=30, cards=300, merchants=80, shift_days=14)
     report = validate(data.transactions, Contract.load(EXAMPLES / "transactions.yaml"), now=data.end)
-    assert not report.passed
-    [crypto] = report.errors
+    assert report.passed  # a new category is drift to weigh, not broken data: a warning
+    [crypto] = [f for f in report.warnings if f.check == "allowed"]
     assert crypto.check == "allowed"
     assert crypto.column == "merchant_category"
     assert crypto.examples == ("crypto",)
