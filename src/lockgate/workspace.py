@@ -20,6 +20,7 @@ from lockgate.config import CONFIG_FILE, Settings
 from lockgate.data import ContractRegistry, DataService, ModelConsumers
 from lockgate.entities import DatasetVersion, NodeKind, RunRecord
 from lockgate.errors import InvalidReferenceError
+from lockgate.features import FeatureStore, FeatureViewConsumers
 from lockgate.lineage import LineageGraph, LineageService, Node, openlineage_events
 from lockgate.refs import DatasetRef, ModelRef, RunRef, is_valid_name, parse_ref
 from lockgate.registry import ModelRegistry
@@ -51,7 +52,8 @@ class GcReport:
 
 
 class Workspace:
-    """A lockgate workspace: ``ws.runs``, ``ws.models``, ``ws.datasets``, ``ws.data``, ``ws.lineage``, ``ws.audit``."""
+    """A lockgate workspace: ``ws.runs``, ``ws.models``, ``ws.datasets``, ``ws.data``, ``ws.features``,
+    ``ws.lineage``, ``ws.audit``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -75,6 +77,18 @@ class Workspace:
         self.runs.model_logger = self.models.log_from_run
         contracts = ContractRegistry(self.db, self.audit, actor=actor, consumer_providers=[ModelConsumers(self.db)])
         self.data = DataService(self.datasets, contracts)
+        self.features = FeatureStore(
+            self.db,
+            self.audit,
+            self.lineage,
+            self.datasets,
+            actor=actor,
+            home=settings.home,
+            offline_root=settings.resolved_offline_store,
+            online_url=settings.online_store_url,
+            s3_endpoint_url=settings.s3_endpoint_url,
+        )
+        contracts.add_consumer_provider(FeatureViewConsumers(self.db))
 
     @classmethod
     def open(
@@ -109,6 +123,7 @@ class Workspace:
         return ws
 
     def close(self) -> None:
+        self.features.close()
         self.db.dispose()
 
     def __enter__(self) -> Workspace:

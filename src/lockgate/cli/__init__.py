@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from lockgate._version import __version__
-from lockgate.cli import audit, data, db, models, pipeline, runs, scheduler, triggers
+from lockgate.cli import audit, data, db, features, models, pipeline, runs, scheduler, triggers
 from lockgate.cli._context import State, state
 from lockgate.cli._output import Output, human_bytes
 from lockgate.cli.demo import demo
@@ -35,6 +35,7 @@ app = typer.Typer(
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
+app.add_typer(features.app, name="features")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
 app.add_typer(pipeline.app, name="pipeline")

@@ -1,5 +1,6 @@
-"""Ready-made gate steps: put one between the data and the training, and bad data stops the
-pipeline before it can poison a model.
+"""Ready-made gate steps, and the checks the data and feature capabilities add to
+``lockgate pipeline check``: put a gate between the data and the training, and bad data
+stops the pipeline before it can poison a model.
 
 >>> import pyarrow as pa, tempfile, pathlib
 >>> contract = pathlib.Path(tempfile.mkdtemp()) / "tiny.yaml"
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lockgate.errors import CheckFailed, LockgateError
+from lockgate.features import OnDemandExamplesCheck
 from lockgate.pipelines._context import StepContext
 from lockgate.pipelines._dataref import DataRef
 from lockgate.pipelines._dsl import PipelineGraph, step
@@ -114,3 +116,6 @@ class ContractCheck:
 
 
 register_check(ContractCheck())
+# The feature store's on-demand examples run as unit checks too; registered from this layer
+# because features (domain) may not import pipelines (use-case) to do it itself.
+register_check(OnDemandExamplesCheck(CheckResult))

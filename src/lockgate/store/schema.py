@@ -23,6 +23,9 @@ __all__ = [
     "datasets",
     "environments",
     "experiments",
+    "feature_definitions",
+    "feature_heads",
+    "feature_service_bindings",
     "latest_metrics",
     "lineage_edges",
     "metadata",
@@ -384,4 +387,52 @@ contracts = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("created_by", sa.String(256), nullable=False),
+)
+
+
+# Feature-store definitions (entities, feature views, on-demand features, feature services),
+# one row per version ever applied: the canonical spec and the hash it is versioned by.
+# Applying a definition again adds nothing; its history stays when a file no longer has it.
+feature_definitions = sa.Table(
+    "feature_definitions",
+    metadata,
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False),
+)
+
+# The current version of each definition (a revert points back at an older row), and the file
+# it was last applied from: where a process finds an on-demand feature's function again.
+feature_heads = sa.Table(
+    "feature_heads",
+    metadata,
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("origin", sa.String(2048)),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_by", sa.String(256), nullable=False),
+    sa.ForeignKeyConstraint(
+        ["kind", "name", "version"],
+        ["feature_definitions.kind", "feature_definitions.name", "feature_definitions.version"],
+    ),
+)
+
+# Model versions bound to the feature service they were trained with, and the features that
+# service resolved to then (view, feature, type): what a definition change may not take away.
+# No foreign key to model_versions: a deleted model version simply stops being a consumer.
+feature_service_bindings = sa.Table(
+    "feature_service_bindings",
+    metadata,
+    sa.Column("service", sa.String(256), primary_key=True),
+    sa.Column("model_name", sa.String(256), primary_key=True),
+    sa.Column("model_version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("service_version", sa.String(64), nullable=False),
+    sa.Column("features", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.Index("ix_feature_service_bindings_model", "model_name", "model_version"),
 )
