@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -211,18 +212,21 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         "1. Workspace",
         "2. Data",
         "3. Data gate",
-        "4. Training",
+        "4. Features",
+        "materialized into SQLite",
+        "5. Training",
         "from epoch checkpoint",
-        "5. Reproduce",
+        "6. Reproduce",
         "reproduced bit-for-bit",
-        "6. Continuous training",
+        "7. Continuous training",
         "reason new_data",
-        "7. Lineage",
-        "8. Audit",
+        "8. Lineage",
+        "9. Audit",
         "try next",
     ):
         assert chapter in out
     ws = lg.Workspace.open(home / ".lockgate")
+    assert ws.features.freshness(now=datetime(2026, 11, 28, tzinfo=UTC)).passed
     # The gate admitted today's batch and stopped both broken ones.
     (admitted,) = ws.data.versions("transactions-daily")
     assert admitted[1][0].passed

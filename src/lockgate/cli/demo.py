@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import typer
@@ -80,6 +81,7 @@ def demo(
     from lockgate.data import report_html, verdict
     from lockgate.examples.fraud.data import generate, labels_known_at, write_daily_parquet
     from lockgate.examples.fraud.features import FEATURES
+    from lockgate.examples.fraud.features import definitions as feature_definitions
     from lockgate.examples.fraud.pipeline import CONTRACT
     from lockgate.examples.fraud.pipeline import fraud as fraud_pipeline
     from lockgate.examples.fraud.train import FEATURE_REFS
@@ -192,7 +194,62 @@ def demo(
     _, body, took = story.chapter("Data gate", gate)
     story.show(3, "Data gate", body, f"{hint_env} lockgate data versions transactions-daily", took)
 
-    # 4. Training --------------------------------------------------------------------------------
+    # 4. Features --------------------------------------------------------------------------------
+    def features() -> tuple[None, Group, str]:
+        plan = ws.features.apply(feature_definitions(home / "data"))
+        tx = data.transactions
+        # Training rows: one per transaction of the last fortnight, at the transaction's time.
+        recent = tx.filter(pc.greater_equal(tx["ts"], pa.scalar(data.shift_start, type=tx.schema.field("ts").type)))
+        entities = pa.table({"card_id": recent["card_id"], "event_timestamp": recent["ts"], "amount": recent["amount"]})
+        started = time.perf_counter()
+        training = ws.features.training_set(entities, "fraud_v1")
+        joined_s = time.perf_counter() - started
+        nulls = training["avg_amount_7d"].null_count
+        materialized = ws.features.materialize(end=data.end)
+        online_rows = sum(v.written for v in materialized.views)
+        latest = pc.index(recent["ts"], pc.max(recent["ts"])).as_py()
+        card_id = recent["card_id"][latest].as_py()  # the card seen last: its values are minutes old
+        started = time.perf_counter()
+        answer = ws.features.online("fraud_v1", [{"card_id": card_id, "amount": 250.0}], now=data.end)[0]
+        lookup_ms = (time.perf_counter() - started) * 1000
+        fresh = ws.features.freshness(now=data.end)
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row(
+            "applied", f"{len(plan.added)} definitions: entity card, view card_aggregates, amount_ratio, fraud_v1"
+        )
+        grid.add_row(
+            "training set",
+            f"{training.num_rows:,} rows x {training.num_columns} columns, point in time ({joined_s:.2f}s); "
+            f"{nulls:,} rows with no card history in the 7-day ttl kept as nulls",
+        )
+        grid.add_row("online", f"{online_rows:,} cards materialized into SQLite up to {data.end:%Y-%m-%d %H:%M}")
+        values = "  ".join(
+            f"{name} {answer.values[name]:.2f}"
+            if isinstance(answer.values[name], float)
+            else f"{name} {answer.values[name]}"
+            for name in answer.values
+        )
+        age = max((a for a in answer.ages.values() if a is not None), default=0.0)
+        grid.add_row(
+            "lookup", f"card {card_id}: {values}  (age {age / 3600:.1f} h, {answer.status}, {lookup_ms:.1f} ms)"
+        )
+        rows = [
+            (
+                v.view,
+                f"{v.latest_event:%Y-%m-%d %H:%M}" if v.latest_event else "",
+                f"{v.lag.total_seconds() / 60:.0f} min" if v.lag is not None else "",
+                f"{v.sla.total_seconds() / 3600:.0f} h" if v.sla is not None else "",
+                str(v.status),
+            )
+            for v in fresh.views
+        ]
+        body = Group(grid, table(None, ["view", "latest event", "lag", "SLA", "freshness"], rows))
+        return None, body, f"{training.num_rows:,}-row training set, {online_rows:,} cards online"
+
+    _, body, took = story.chapter("Features", features)
+    story.show(4, "Features", body, f"{hint_env} lockgate features freshness", took)
+
+    # 5. Training --------------------------------------------------------------------------------
     as_of = data.shift_start
 
     pipeline_params = {
@@ -253,9 +310,9 @@ def demo(
         return first.run_id, Group(steps, grid), summary
 
     run_id, body, took = story.chapter("Training pipeline", fit)
-    story.show(4, "Training pipeline", body, f"{hint_env} lockgate runs list --all", took)
+    story.show(5, "Training pipeline", body, f"{hint_env} lockgate runs list --all", took)
 
-    # 5. Reproduce ---------------------------------------------------------------------------------
+    # 6. Reproduce ---------------------------------------------------------------------------------
     def rebuild() -> tuple[bool, Group, str]:
         report = reproduce(ws, run_id)
         rows = [(d.what, d.recorded, d.now, d.cause) for d in [*report.differences, *report.notes]]
@@ -271,9 +328,9 @@ def demo(
         return report.ok, Group(*parts), report.verdict
 
     _, body, took = story.chapter("Reproduce", rebuild)
-    story.show(5, "Reproduce", body, f"{hint_env} lockgate reproduce {short(run_id)}", took)
+    story.show(6, "Reproduce", body, f"{hint_env} lockgate reproduce {short(run_id)}", took)
 
-    # 6. Continuous training ------------------------------------------------------------------------
+    # 7. Continuous training ------------------------------------------------------------------------
     def retrain_on_new_data() -> tuple[None, Group, str]:
         folder = home / "data" / "transactions"
         triggers = TriggerService(ws)
@@ -305,9 +362,9 @@ def demo(
         return None, body, f"new data fired a run: {reran} steps ran, {len(rows) - reran} cached"
 
     _, body, took = story.chapter("Continuous training", retrain_on_new_data)
-    story.show(6, "Continuous training", body, f"{hint_env} lockgate triggers show new-transactions", took)
+    story.show(7, "Continuous training", body, f"{hint_env} lockgate triggers show new-transactions", took)
 
-    # 7. Lineage -----------------------------------------------------------------------------------
+    # 8. Lineage -----------------------------------------------------------------------------------
     def trace() -> tuple[None, Group, str]:
         graph = ws.lineage_of("models:/fraud@champion", direction="upstream")
         events = ws.openlineage("models:/fraud@champion", direction="upstream")
@@ -320,9 +377,9 @@ def demo(
         return None, Group(*trees, note), f"{len(graph.nodes)} nodes traced"
 
     _, body, took = story.chapter("Lineage", trace)
-    story.show(7, "Lineage", body, f"{hint_env} lockgate lineage models:/fraud@champion --format openlineage", took)
+    story.show(8, "Lineage", body, f"{hint_env} lockgate lineage models:/fraud@champion --format openlineage", took)
 
-    # 8. Audit -------------------------------------------------------------------------------------
+    # 9. Audit -------------------------------------------------------------------------------------
     def audit() -> tuple[None, Group, str]:
         report = ws.audit.verify()
         events = ws.audit.events(limit=6)
@@ -338,7 +395,7 @@ def demo(
         )
 
     _, body, took = story.chapter("Audit", audit)
-    story.show(8, "Audit", body, f"{hint_env} lockgate audit verify", took)
+    story.show(9, "Audit", body, f"{hint_env} lockgate audit verify", took)
 
     size = sum(o.size for o in ws.artifacts.iter_objects())
     summary = table(
