@@ -7,9 +7,9 @@ from importlib import resources
 from pathlib import Path
 
 import pyarrow.compute as pc
-import yaml
 
 import lockgate as lg
+from lockgate.data import Contract
 from lockgate.examples.fraud.data import TRANSACTIONS_SCHEMA, generate
 from lockgate.examples.fraud.features import FEATURES, card_features
 from lockgate.examples.fraud.train import train, training_frame
@@ -17,10 +17,12 @@ from lockgate.examples.fraud.train import train, training_frame
 
 def test_contract_ships_as_package_data_and_matches_the_generator() -> None:
     text = (resources.files("lockgate.examples.fraud") / "contracts" / "transactions.yaml").read_text()
-    contract = yaml.safe_load(text)
+    contract = Contract.from_yaml(text)
     generated = set(TRANSACTIONS_SCHEMA.names) - {"is_fraud"}
-    assert set(contract["columns"]) == generated
-    categories = set(contract["columns"]["merchant_category"]["allowed"])
+    assert set(contract.columns) == generated
+    allowed = contract.columns["merchant_category"].allowed
+    assert allowed is not None
+    categories = set(allowed.value)
     data = generate(days=20, cards=300)
     before = data.transactions.filter(pc.less(data.transactions["ts"], data.shift_start))
     assert set(pc.unique(before["merchant_category"]).to_pylist()) <= categories
