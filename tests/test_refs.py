@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lockgate as lg
-from lockgate.refs import DatasetRef, ModelRef, RunRef, parse_model_ref, parse_ref
+from lockgate.refs import DatasetRef, FeatureRef, ModelRef, RunRef, parse_model_ref, parse_ref
 
 
 @pytest.mark.parametrize(
@@ -22,6 +22,8 @@ from lockgate.refs import DatasetRef, ModelRef, RunRef, parse_model_ref, parse_r
         ("datasets:/transactions", DatasetRef("transactions")),
         ("datasets:/transactions@latest", DatasetRef("transactions", "latest")),
         ("datasets:/transactions@9f86d081", DatasetRef("transactions", "9f86d081")),
+        ("features:/card_aggregates", FeatureRef("card_aggregates")),
+        ("features:/card_aggregates@13e35170", FeatureRef("card_aggregates", "13e35170")),
     ],
 )
 def test_references_parse_and_print_back(text: str, expected: object) -> None:
@@ -50,7 +52,8 @@ def test_references_parse_and_print_back(text: str, expected: object) -> None:
         "runs:/" + "a" * 33,
         "datasets:/transactions@",
         "datasets:/transactions@XYZ",
-        "features:/card_aggregates",
+        "features:/card-aggregates",
+        "features:/card_aggregates@XYZ",
         " models:/fraud/1",
         "models:/fraud/1 ",
         "models:/fraud/1\n",
@@ -65,7 +68,7 @@ def test_anything_else_is_refused_with_the_forms_that_work(text: str) -> None:
     assert "models:/fraud@champion" in message
     assert isinstance(info.value, lg.InvalidInputError)
     if not text.startswith("models:/"):
-        assert "runs:/<id> or datasets:/transactions@<hash>" in message
+        assert "datasets:/transactions@<hash> or features:/card_aggregates" in message
 
 
 @pytest.mark.parametrize("text", ["runs:/abcd1234", "datasets:/x", "fraud", "models://fraud/1"])

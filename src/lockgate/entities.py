@@ -42,6 +42,9 @@ class NodeKind(StrEnum):
     ARTIFACT = "artifact"
     CODE = "code"
     ENVIRONMENT = "environment"
+    FEATURE_VIEW = "feature_view"
+    ON_DEMAND_FEATURE = "on_demand_feature"
+    FEATURE_SERVICE = "feature_service"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -46,6 +46,7 @@ def is_valid_alias(alias: object) -> bool:
 
 _RUN = re.compile(r"runs:/(?P<id>[0-9a-f]{4,32})")
 _DATASET = re.compile(rf"datasets:/(?P<name>{_NAME})(?:@(?P<hash>[0-9a-f]{{4,64}}|latest))?")
+_FEATURE = re.compile(r"features:/(?P<name>[A-Za-z_][A-Za-z0-9_]{0,127})(?:@(?P<version>[0-9a-f]{4,64}))?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +78,23 @@ class DatasetRef:
         return f"datasets:/{self.name}" + (f"@{self.hash}" if self.hash else "")
 
 
-Ref = ModelRef | RunRef | DatasetRef
+@dataclass(frozen=True, slots=True)
+class FeatureRef:
+    """A feature store definition (view, on-demand feature or service): its current version,
+    or the version whose hash starts with ``version``."""
 
-_EXAMPLES = "models:/fraud/3, models:/fraud@champion, runs:/<id> or datasets:/transactions@<hash>"
+    name: str
+    version: str | None = None
+
+    def __str__(self) -> str:
+        return f"features:/{self.name}" + (f"@{self.version}" if self.version else "")
+
+
+Ref = ModelRef | RunRef | DatasetRef | FeatureRef
+
+_EXAMPLES = (
+    "models:/fraud/3, models:/fraud@champion, runs:/<id>, datasets:/transactions@<hash> or features:/card_aggregates"
+)
 
 
 def parse_ref(text: str) -> Ref:
@@ -90,6 +105,8 @@ def parse_ref(text: str) -> Ref:
         return RunRef(m.group("id"))
     if m := _DATASET.fullmatch(text):
         return DatasetRef(m.group("name"), m.group("hash"))
+    if m := _FEATURE.fullmatch(text):
+        return FeatureRef(m.group("name"), m.group("version"))
     raise InvalidReferenceError(f"{text!r} is not a lockgate reference; use one of {_EXAMPLES}")
 
 

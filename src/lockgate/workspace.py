@@ -18,11 +18,12 @@ from lockgate.artifacts import ArtifactStore
 from lockgate.audit import AuditLog
 from lockgate.config import CONFIG_FILE, Settings
 from lockgate.data import ContractRegistry, DataService, ModelConsumers
+from lockgate.deploy import DeploymentService
 from lockgate.entities import DatasetVersion, NodeKind, RunRecord
 from lockgate.errors import InvalidReferenceError
 from lockgate.features import FeatureStore, FeatureViewConsumers
 from lockgate.lineage import LineageGraph, LineageService, Node, openlineage_events
-from lockgate.refs import DatasetRef, ModelRef, RunRef, is_valid_name, parse_ref
+from lockgate.refs import DatasetRef, FeatureRef, ModelRef, RunRef, is_valid_name, parse_ref
 from lockgate.registry import ModelRegistry
 from lockgate.store import Database, RunRepository
 from lockgate.store import migrate as migrations
@@ -53,7 +54,7 @@ class GcReport:
 
 class Workspace:
     """A lockgate workspace: ``ws.runs``, ``ws.models``, ``ws.datasets``, ``ws.data``, ``ws.features``,
-    ``ws.lineage``, ``ws.audit``."""
+    ``ws.deployments``, ``ws.lineage``, ``ws.audit``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -89,6 +90,7 @@ class Workspace:
             s3_endpoint_url=settings.s3_endpoint_url,
         )
         contracts.add_consumer_provider(FeatureViewConsumers(self.db))
+        self.deployments = DeploymentService(self.db, self.audit, self.models, actor=actor)
 
     @classmethod
     def open(
@@ -168,8 +170,11 @@ class Workspace:
             return Node(NodeKind.RUN, self.runs.resolve(ref))
         if isinstance(parsed, DatasetRef):
             return Node(NodeKind.DATASET, self.datasets.get(ref).node_id)
+        if isinstance(parsed, FeatureRef):
+            found = self.features.registry.get(parsed.name, version=parsed.version)
+            return Node(NodeKind(found.kind), f"{found.name}@{found.version}")
         raise InvalidReferenceError(
-            f"'{ref}' is not a reference lineage can start from; use models:/, runs:/ or datasets:/"
+            f"'{ref}' is not a reference lineage can start from; use models:/, runs:/, datasets:/ or features:/"
         )
 
     def lineage_of(self, ref: str, *, direction: Literal["upstream", "downstream", "both"] = "both") -> LineageGraph:

@@ -104,6 +104,9 @@ def test_a_training_set_is_point_in_time_correct_and_recorded_in_lineage(feature
     assert {("on_demand_feature", "amount_ratio"), ("feature_service", "fraud_v1")} <= kinds
     assert ("dataset", "data/profile.parquet") in kinds
     assert ("dataset", "data/tx/") in kinds  # the computed output's own upstream: the raw events
+    # Lineage starts from a definition too: what the view fed.
+    downstream = features.lineage_of("features:/card_activity", direction="downstream")
+    assert version.node_id in {n.id for n in downstream.nodes}
     # A run logging the same table under the same name joins the same lineage node.
     with features.start_run("train") as run:
         logged = run.log_dataset(train, name="fraud_v1")

@@ -102,6 +102,8 @@ def test_lineage_starts_only_from_references_it_knows(ws: lg.Workspace) -> None:
     with pytest.raises(lg.InvalidReferenceError, match="not a reference lineage can start from"):
         ws.lineage_of("transactions")
     with pytest.raises(lg.InvalidReferenceError):
+        ws.lineage_of("features:/card-aggregates")
+    with pytest.raises(lg.NotFoundError):
         ws.lineage_of("features:/card_aggregates")
     with pytest.raises(lg.NotFoundError):
         ws.lineage_of("models:/fraud/1")

@@ -306,7 +306,7 @@ class FeatureRegistry:
                 conn,
                 [
                     LineageEdge(
-                        src_kind="feature_service",
+                        src_kind=NodeKind.FEATURE_SERVICE,
                         src_id=definition_node(name, head["version"]),
                         relation="features",
                         dst_kind=NodeKind.MODEL_VERSION,

@@ -90,16 +90,16 @@ def sources(
     found: list[tuple[str, str, str]] = []
     for view, _ in requests:
         read = store.lineage(view)
-        found.append(("feature_view", definition_node(view.name, view.version), "features"))
+        found.append((NodeKind.FEATURE_VIEW, definition_node(view.name, view.version), "features"))
         found.append((NodeKind.DATASET, f"{read.data}@{read.fingerprint}", f"source:{view.name}"))
         if read.pushed is not None:
             found.append((NodeKind.DATASET, f"{read.pushed}@{read.pushed_fingerprint}", f"pushed:{view.name}"))
     for f in features:
         if not f.view:
             od = catalog.on_demand_feature(f.name)
-            found.append(("on_demand_feature", definition_node(od.name, od.version), "features"))
+            found.append((NodeKind.ON_DEMAND_FEATURE, definition_node(od.name, od.version), "features"))
     if service is not None:
-        found.append(("feature_service", definition_node(service.name, service.version), "features"))
+        found.append((NodeKind.FEATURE_SERVICE, definition_node(service.name, service.version), "features"))
     return list(dict.fromkeys(found))
 
 
