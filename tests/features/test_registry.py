@@ -111,12 +111,11 @@ def test_stored_specs_rebuild_the_same_definitions(backend_ws: lg.Workspace) -> 
         name="card_activity",
         entities=[CARD],
         ttl="7d",
-        source=ParquetSource("data/tx/", event_time="ts", created_time="loaded_at"),
+        source=ParquetSource("data/tx/", event_time="ts", created_time="loaded_at", contract="transactions"),
         aggregations=[Mean("amount", window="7d", name="avg_amount_7d")],
         freshness_sla="2h",
         stale_policy="default",
         defaults={"avg_amount_7d": 0.0},
-        tags={"contract": "transactions"},
     )
     backend_ws.features.apply([aggregated, view(), spend_ratio, SERVICE])
     catalog = backend_ws.features.registry.current()
@@ -268,9 +267,8 @@ def test_a_contract_change_that_breaks_a_tagged_view_is_refused_naming_it(backen
         name="card_activity",
         entities=[CARD],
         ttl="7d",
-        source=ParquetSource("data/tx/", event_time="ts"),
+        source=ParquetSource("data/tx/", event_time="ts", contract="transactions"),
         aggregations=[Mean("amount", window="7d", name="avg_amount_7d")],
-        tags={"contract": "transactions"},
     )
     backend_ws.features.apply([activity])
     (consumer,) = contracts.consumers("transactions")
@@ -298,10 +296,9 @@ def test_a_sql_view_reads_the_contract_columns_its_query_names(backend_ws: lg.Wo
         name="card_big",
         entities=[CARD],
         ttl="1d",
-        source=ParquetSource("data/tx/", event_time="ts"),
+        source=ParquetSource("data/tx/", event_time="ts", contract="transactions@1"),
         sql='SELECT card_id, ts, "AMOUNT" > 100 AS big FROM source',
         features={"big": "bool"},
-        tags={"contract": "transactions@1"},
     )
     backend_ws.features.apply([sql_view])
     (consumer,) = contracts.consumers("transactions")

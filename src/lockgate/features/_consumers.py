@@ -19,7 +19,6 @@ from lockgate.features._plan import BrokenConsumer
 from lockgate.store import ContractRepository, Database, FeatureRepository
 
 __all__ = [
-    "CONTRACT_TAG",
     "Binding",
     "FeatureConsumer",
     "FeatureViewConsumers",
@@ -29,7 +28,6 @@ __all__ = [
 ]
 
 # The contract a feature view's source is under, until FeatureView/ParquetSource carry it.
-CONTRACT_TAG = "contract"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,8 +140,8 @@ class FeatureViewConsumers:
     """Feature views that read a contract's columns: plugged into the contract registry, so a
     contract version that drops or retypes a column a registered view reads is refused.
 
-    The link is the view's ``tags={"contract": "transactions"}`` (or ``"transactions@2"`` to
-    judge against one version; otherwise the latest). A view reads its join keys, event and
+    The link is the view's source: ``ParquetSource(..., contract="transactions")`` (or
+    ``"transactions@2"`` to judge against one version; otherwise the latest). A view reads its join keys, event and
     created time, and its aggregated or source feature columns; a ``sql=`` view every contract
     column its query names.
     """
@@ -162,7 +160,7 @@ class FeatureViewConsumers:
             found = []
             for row in views:
                 spec = row["spec"]
-                name, _, pinned = str((spec.get("tags") or {}).get(CONTRACT_TAG, "")).partition("@")
+                name, _, pinned = str(spec["source"].get("contract") or "").partition("@")
                 if name != contract:
                     continue
                 version = int(pinned) if pinned.isdigit() else int(latest["version"])

@@ -133,11 +133,17 @@ class Entity(_Definition):
 @dataclass(frozen=True)
 class ParquetSource:
     """Parquet files (one file, a folder of partitions, local or ``s3://``) with an event-time
-    column and optionally the time each row was created (written) upstream."""
+    column and optionally the time each row was created (written) upstream.
+
+    ``contract`` names the data contract the files are under (``"transactions"``, or
+    ``"transactions@2"`` for one version): the view then counts as a consumer of its columns,
+    and a contract version that drops or retypes one is refused.
+    """
 
     path: str
     event_time: str
     created_time: str | None = None
+    contract: str | None = None
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -147,7 +153,10 @@ class ParquetSource:
             _check_name("created time column", self.created_time)
 
     def spec(self) -> dict[str, Any]:
-        return {"type": "parquet", "path": self.path, "event_time": self.event_time, "created_time": self.created_time}
+        found = {"type": "parquet", "path": self.path, "event_time": self.event_time, "created_time": self.created_time}
+        if self.contract is not None:  # left out when unset, so versions of views without one stay as they were
+            found["contract"] = self.contract
+        return found
 
 
 # -- aggregations -----------------------------------------------------------------------------

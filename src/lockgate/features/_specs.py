@@ -112,7 +112,12 @@ def view_from_spec(spec: dict[str, Any]) -> FeatureView:
         name=spec["name"],
         entities=[entity_from_spec(e) for e in spec["entities"]],
         ttl=spec["ttl"],
-        source=ParquetSource(path=source["path"], event_time=source["event_time"], created_time=source["created_time"]),
+        source=ParquetSource(
+            path=source["path"],
+            event_time=source["event_time"],
+            created_time=source["created_time"],
+            contract=source.get("contract"),
+        ),
         features=dict(spec.get("features") or {}),
         aggregations=aggregations,
         sql=spec.get("sql"),

@@ -116,13 +116,12 @@ def _views(transactions: str) -> tuple[FeatureView, FeatureService]:
         freshness_sla="2h",
         owner="fraud-team",
         description="Velocity and spend of each card, computed by lockgate from the raw transactions.",
-        source=ParquetSource(transactions, event_time="ts"),
+        source=ParquetSource(transactions, event_time="ts", contract="transactions"),
         aggregations=[
             Count("transaction_id", window="1h", name="txn_count_1h"),
             Count("transaction_id", window="24h", name="txn_count_24h"),
             Mean("amount", window="7d", name="avg_amount_7d"),
         ],
-        tags={"contract": "transactions"},
     )
     return aggregates, FeatureService("fraud_v1", ["card_aggregates:*", "amount_ratio"], owner="fraud-team")
 
