@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from lockgate._version import __version__
-from lockgate.cli import audit, data, db, features, models, pipeline, runs, scheduler, triggers
+from lockgate.cli import audit, data, db, deploy, features, models, pipeline, runs, scheduler, triggers
 from lockgate.cli._context import State, state
 from lockgate.cli._output import Output, human_bytes
 from lockgate.cli.demo import demo
@@ -41,6 +41,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(triggers.app, name="triggers")
 app.add_typer(scheduler.app, name="scheduler")
+app.add_typer(deploy.app, name="deploy")
 app.command("lineage")(lineage)
 app.command("reproduce")(pipeline.reproduce_command)
 app.command("demo")(demo)

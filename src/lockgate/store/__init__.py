@@ -9,6 +9,7 @@ from lockgate.store.audit import AuditRepository
 from lockgate.store.contracts import ContractRepository
 from lockgate.store.database import Database
 from lockgate.store.datasets import DatasetRepository
+from lockgate.store.deployments import DeploymentRepository
 from lockgate.store.features import FeatureRepository
 from lockgate.store.lineage import LineageRepository
 from lockgate.store.pipelines import PipelineRepository
@@ -21,6 +22,7 @@ __all__ = [
     "ContractRepository",
     "Database",
     "DatasetRepository",
+    "DeploymentRepository",
     "FeatureRepository",
     "LeaseRepository",
     "LineageRepository",

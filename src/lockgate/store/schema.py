@@ -21,6 +21,7 @@ __all__ = [
     "contracts",
     "dataset_facts",
     "datasets",
+    "deployments",
     "environments",
     "experiments",
     "feature_definitions",
@@ -435,4 +436,23 @@ feature_service_bindings = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("created_by", sa.String(256), nullable=False),
     sa.Index("ix_feature_service_bindings_model", "model_name", "model_version"),
+)
+
+
+# Deployments: a name that serves model versions online. ``spec`` holds the routes (model
+# reference, role, weight) and the serving settings. ``revision`` comes from one counter
+# across the whole table, bumped by every write (deletes too: a deleted deployment stays as a
+# tombstone), so a server asks "what changed after revision N?" with one indexed query.
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("revision", sa.BigInteger, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_by", sa.String(256), nullable=False),
+    sa.Index("ix_deployments_revision", "revision", unique=True),
 )
