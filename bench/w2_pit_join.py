@@ -27,6 +27,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -87,18 +88,27 @@ def _anchor() -> types.ModuleType:
 # -- workers (fresh process each) -------------------------------------------------------------
 
 
-def _timed(fn: Any, repeats: int) -> tuple[list[float], list[float], Any]:
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(fn: Any, repeats: int) -> tuple[dict[str, list[float]], Any]:
+    """Wall time, CPU time (every thread of the process: less sensitive to a busy machine) and
+    added RSS of each call."""
     anchor = _anchor()
-    times, added, result = [], [], None
+    figures: dict[str, list[float]] = {"times": [], "cpu": [], "added_mb": []}
+    result = None
     for _ in range(repeats):
         result = None
         gc.collect()
         with anchor.PeakRSS() as peak:
-            t0 = time.perf_counter()
+            c0, t0 = _cpu(), time.perf_counter()
             result = fn()
-            times.append(time.perf_counter() - t0)
-        added.append((peak.peak - peak.start) / 2**20)
-    return times, added, result
+            figures["times"].append(time.perf_counter() - t0)
+            figures["cpu"].append(_cpu() - c0)
+        figures["added_mb"].append((peak.peak - peak.start) / 2**20)
+    return figures, result
 
 
 def worker(kind: str, data: Path, repeats: int) -> None:
@@ -112,7 +122,7 @@ def worker(kind: str, data: Path, repeats: int) -> None:
         anchor = _anchor()
         feats = pd.read_parquet(data / "feats.parquet")
         ent = pd.read_parquet(data / "ent.parquet")
-        times, added, out = _timed(lambda: anchor.duckdb_pit(feats, ent), repeats)
+        figures, out = _timed(lambda: anchor.duckdb_pit(feats, ent), repeats)
         table = pa.Table.from_pandas(out[["row_id", *FEATURES]], preserve_index=False)
     else:
         from lockgate.features import Entity, FeatureView, ParquetSource
@@ -130,18 +140,16 @@ def worker(kind: str, data: Path, repeats: int) -> None:
         requests = [(view, FEATURES)]
         if kind == "lockgate":
             ent_arrow = pq.read_table(data / "ent.parquet")
-            times, added, table = _timed(lambda: point_in_time_join(ent_arrow, requests, store=store), repeats)
+            figures, table = _timed(lambda: point_in_time_join(ent_arrow, requests, store=store), repeats)
         else:
             import pandas as pd
 
             ent_pandas = pd.read_parquet(data / "ent.parquet")
-            times, added, frame = _timed(
-                lambda: point_in_time_join(ent_pandas, requests, store=store).to_pandas(), repeats
-            )
+            figures, frame = _timed(lambda: point_in_time_join(ent_pandas, requests, store=store).to_pandas(), repeats)
             table = pa.Table.from_pandas(frame, preserve_index=False)
         table = table.select(["row_id", *FEATURES])
     pq.write_table(table, data / f"result-{kind}.parquet")
-    print(json.dumps({"worker": kind, "times": times, "added_mb": added, "rows": table.num_rows}), flush=True)
+    print(json.dumps({"worker": kind, **figures, "rows": table.num_rows}), flush=True)
 
 
 # -- the driver -------------------------------------------------------------------------------
@@ -203,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--rows", type=int, default=1_000_000, help="entity rows (the anchor's --rows)")
     ap.add_argument("--entities", type=int, default=100_000, help="entities, 10 feature rows each (the anchor's)")
-    ap.add_argument("--rounds", type=int, default=3, help="processes per contestant, alternating (default 3)")
+    ap.add_argument("--rounds", type=int, default=5, help="processes per contestant, alternating (default 5)")
     ap.add_argument("--repeats", type=int, default=3, help="timed calls per process (default 3)")
     ap.add_argument("--feast-repeats", type=int, default=3, help="the anchor's --repeats for Feast (default 3)")
     ap.add_argument("--sample", type=int, default=10_000, help="the anchor's comparison sample")
@@ -255,24 +263,41 @@ def _drive(args: argparse.Namespace, tmp: Path) -> int:
         times = [t for res in results for t in res["times"]]
         figures[kind] = {
             "time_s": summ(times),
+            "cpu_s": summ([c for res in results for c in res["cpu"]]),
             "added_mb": max(m for res in results for m in res["added_mb"]),
             **(compare(data, kind, args.sample) if kind != "asof" else {}),
         }
     ref_nulls = compare(data, "asof", args.sample)
     figures["asof"].update({"rows": ref_nulls["rows"], "null_f0": ref_nulls["null_f0"], "mismatch_rows": 0})
 
-    rows = []
     labels = {
         "lockgate": "lockgate (Arrow in/out)",
         "lockgate-pandas": "lockgate (pandas in/out)",
         "asof": "bare DuckDB ASOF JOIN",
     }
+    print(render_table(*_figures_table(figures, feast, labels)))
+    goals = _goals(figures, feast, labels, args.rows)
+    print()
+    print(render_table(["goal", "measured", "result"], goals))
+    print(
+        json.dumps({"workload": "W2_pit_join", **facts, "figures": figures, "feast": feast, "runs": runs}, default=str)
+    )
+    return 0 if all(status != "FAIL" for _, _, status in goals) else 1
+
+
+def _figures_table(
+    figures: dict[str, Any], feast: dict[str, dict[str, Any] | None], labels: dict[str, str]
+) -> tuple[list[str], list[list[str]]]:
+    header = ["contestant", "time: median (min-max, n)", "CPU time", "added RSS", "rows", "nulls (f0)"]
+    header.append("mismatches: all / sample")
+    rows = []
     for kind in WORKERS:
         f = figures[kind]
         rows.append(
             [
                 labels[kind],
                 _fmt_s(f["time_s"]),
+                f"{f['cpu_s']['median']:.2f} s",
                 f"{f['added_mb']:.0f} MB",
                 f"{f['rows']:,}",
                 f"{f['null_f0']:,}",
@@ -286,65 +311,77 @@ def _drive(args: argparse.Namespace, tmp: Path) -> int:
             [
                 f"Feast {res['version']}, {store} offline store",
                 _fmt_s(res["feast_hist_to_df_s"]),
+                "-",
                 f"{res['feast_peak_rss_delta_mb']:.0f} MB",
                 f"{res['feast_result_rows']:,}",
                 f"{res['feast_null_f0']:,}",
-                f"{res.get('compare_mismatch_rows_treating_dropped_as_null', '-')} (sample)",
+                f"- / {res.get('compare_mismatch_rows_treating_dropped_as_null', '-')}",
             ]
         )
         rows.append(
             [
                 f"  the anchor's ASOF reference, in Feast's venv (duckdb {res['duckdb']})",
                 _fmt_s(res["duckdb_asof_s"]),
+                "-",
                 f"{res['duckdb_peak_rss_delta_mb']:.0f} MB",
                 f"{res['duckdb_result_rows']:,}",
                 f"{res['duckdb_null_f0']:,}",
                 "-",
             ]
         )
-    header = ["contestant", "time: median (min-max, n)", "added RSS", "rows", "nulls (f0)", "mismatches: all / sample"]
-    print(render_table(header, rows))
+    return header, rows
 
+
+def _goals(
+    figures: dict[str, Any], feast: dict[str, dict[str, Any] | None], labels: dict[str, str], entity_rows: int
+) -> list[list[str]]:
+    """The issue's goals, judged on the join as the API runs it (Arrow in, Arrow out); the same
+    ratios for pandas in and out are shown beside them, not judged."""
     goals = []
     asof_s = figures["asof"]["time_s"]["median"]
     for kind in ("lockgate", "lockgate-pandas"):
+        judged = kind == "lockgate"
+
+        def verdict(ok: bool, judged: bool = judged) -> str:
+            return ("PASS" if ok else "FAIL") if judged else "(info)"
+
         f = figures[kind]
         t = f["time_s"]["median"]
         goals.append(
-            (
+            [
                 f"{labels[kind]}: time <= {GOAL_VS_ASOF}x the bare ASOF JOIN",
                 f"{t / asof_s:.2f}x",
-                t <= GOAL_VS_ASOF * asof_s,
-            )
+                verdict(t <= GOAL_VS_ASOF * asof_s),
+            ]
         )
         for store, goal in (("file", GOAL_VS_FEAST_FILE), ("duckdb", GOAL_VS_FEAST_DUCKDB)):
             res = feast.get(store)
             if res is not None:
                 ratio = res["feast_hist_to_df_s"]["median"] / t
                 goals.append(
-                    (f"{labels[kind]}: >= {goal}x faster than Feast's {store} store", f"{ratio:.1f}x", ratio >= goal)
+                    [
+                        f"{labels[kind]}: >= {goal}x faster than Feast's {store} store",
+                        f"{ratio:.1f}x",
+                        verdict(ratio >= goal),
+                    ]
                 )
+        added = f["added_mb"]
         goals.append(
-            (
+            [
                 f"{labels[kind]}: added memory <= {GOAL_ADDED_MB:.0f} MB",
-                f"{f['added_mb']:.0f} MB",
-                f["added_mb"] <= GOAL_ADDED_MB,
-            )
+                f"{added:.0f} MB",
+                verdict(added <= GOAL_ADDED_MB),
+            ]
         )
-        same = f["mismatch_rows"] == 0 and f["rows"] == args.rows and f["null_f0"] == figures["asof"]["null_f0"]
+        same = f["mismatch_rows"] == 0 and f["rows"] == entity_rows and f["null_f0"] == figures["asof"]["null_f0"]
         goals.append(
-            (
+            [
                 f"{labels[kind]}: every row kept, values identical",
                 f"{f['rows']:,} rows, {f['mismatch_rows']} mismatches",
-                same,
-            )
+                verdict(same),
+            ]
         )
-    print()
-    print(render_table(["goal", "measured", "result"], [[g, m, "PASS" if ok else "FAIL"] for g, m, ok in goals]))
-    print(
-        json.dumps({"workload": "W2_pit_join", **facts, "figures": figures, "feast": feast, "runs": runs}, default=str)
-    )
-    return 0 if all(ok for _, _, ok in goals) else 1
+    return goals
 
 
 if __name__ == "__main__":

@@ -435,3 +435,9 @@ def test_a_sql_view_whose_result_does_not_fit_is_refused(tmp_path: Path, sql: st
     with pytest.raises(InvalidInputError) as err:
         compute_view(sql_view(events, sql))
     assert message in str(err.value)
+
+
+def test_a_feature_named_like_the_created_time_is_refused(source: Path, store: OfflineStore) -> None:
+    view = card_view(source, created="amount", amount="float64")
+    with pytest.raises(InvalidInputError, match="feature 'amount' has the name of the source's created time column"):
+        store.scan(view)

@@ -36,7 +36,7 @@ from lockgate.features._offline import OfflineStore, compute_view, point_in_time
 
 HOUR = 3_600_000_000  # microseconds
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
-FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def stamp(hours: int | None, *, aware: bool = True) -> datetime | None:

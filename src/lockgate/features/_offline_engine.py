@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from lockgate.errors import InvalidInputError
+from lockgate.errors import InvalidInputError, LockgateError, UnavailableError
 from lockgate.features._offline_schema import is_aware, to_microseconds
 
 __all__ = ["RowStream", "connect", "quote"]
@@ -51,7 +52,8 @@ def _database() -> Any:
         if _DATABASE is None or _DATABASE[0] != os.getpid():
             import duckdb
 
-            spill = tempfile.mkdtemp(prefix="lockgate-duckdb-")
+            # DuckDB creates this folder only when it spills; it is removed at exit in case.
+            spill = os.path.join(tempfile.gettempdir(), f"lockgate-duckdb-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             atexit.register(shutil.rmtree, spill, True)
             _DATABASE = (
                 os.getpid(),
@@ -68,8 +70,8 @@ def connect() -> Iterator[Any]:
     every machine. Insertion order is not preserved (callers restore the order they need
     from a row number), which lets DuckDB stream and spill with less memory. Threads and the
     memory limit are DuckDB's defaults (all cores, 80% of RAM); past the limit DuckDB spills
-    to a temporary folder of its own, removed at exit, instead of the ``.tmp`` it would
-    create in the current directory.
+    to a temporary folder of its own (made only then, removed at exit) instead of the
+    ``.tmp`` it would create in the current directory.
     """
     con = _database().cursor()
     try:
@@ -96,7 +98,7 @@ class RowStream:
     ordinal: str | None = None
     filter: ds.Expression | None = None
     label: str = "the data"
-    error: InvalidInputError | None = field(default=None, init=False)
+    error: LockgateError | None = field(default=None, init=False)
 
     def reader(self) -> pa.RecordBatchReader:
         scanner = self.dataset.scanner(columns=list(self.columns), filter=self.filter)
@@ -129,4 +131,8 @@ class RowStream:
             # A value that does not fit its declared type (an int64 past 2**53 read as float64).
             text = " ".join(str(exc).split())
             self.error = InvalidInputError(f"cannot read {self.label}: {text}; fix the data or the declared type")
+            raise self.error from None
+        except OSError as exc:  # a file gone since it was listed, S3 unreachable mid-read
+            text = " ".join(str(exc).split())
+            self.error = UnavailableError(f"reading {self.label} failed ({text}); check the files and try again")
             raise self.error from None
