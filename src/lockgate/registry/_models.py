@@ -7,6 +7,7 @@ import builtins
 from collections.abc import Sequence
 from typing import Any
 
+import pyarrow as pa
 from sqlalchemy.engine import Connection
 
 from lockgate.artifacts import ArtifactStore
@@ -14,12 +15,13 @@ from lockgate.audit import AuditLog
 from lockgate.clock import now_millis
 from lockgate.entities import LineageEdge, ModelVersion, NodeKind
 from lockgate.errors import ConflictError, InvalidInputError, LockgateError, NotFoundError, UserCodeError
-from lockgate.lineage import LineageService
+from lockgate.lineage import LineageService, Node
 from lockgate.refs import ModelRef, is_valid_alias, is_valid_name, parse_model_ref
 from lockgate.registry._flavors import deserialize, flavor_of, serialize
-from lockgate.registry._signature import infer_signature
+from lockgate.registry._signature import example_table, infer_signature
 from lockgate.registry.hooks import AliasHook, AliasMove
 from lockgate.store import Database, ModelRepository, RunRepository
+from lockgate.store.runs import MODEL_ATTACHMENT_RELATIONS
 from lockgate.tracking import ActiveRun
 
 __all__ = ["ModelRegistry"]
@@ -83,6 +85,8 @@ class ModelRegistry:
         _check_name(name)
         signature = infer_signature(model, input_example)
         stored = self._artifacts.put_bytes(serialize(model))
+        # Kept so serving can check a converted model against the one registered.
+        example = None if input_example is None else self._artifacts.put_bytes(_ipc_bytes(example_table(input_example)))
         flavor = flavor_of(model)
         now = now_millis()
         with self._db.write() as conn:
@@ -94,6 +98,8 @@ class ModelRegistry:
             self._repo.lock_model(conn, name)
             version = self._repo.next_version(conn, name)
             self._runs.record_artifact(conn, stored.sha256, stored.size, now)
+            if example is not None:
+                self._runs.record_artifact(conn, example.sha256, example.size, now)
             self._repo.insert_version(
                 conn,
                 name=name,
@@ -117,6 +123,16 @@ class ModelRegistry:
                     dst_id=node,
                 )
             ]
+            if example is not None:
+                edges.append(
+                    LineageEdge(
+                        src_kind=NodeKind.ARTIFACT,
+                        src_id=example.sha256,
+                        relation="input_example",
+                        dst_kind=NodeKind.MODEL_VERSION,
+                        dst_id=node,
+                    )
+                )
             if run_id:
                 edges.append(
                     LineageEdge(
@@ -200,6 +216,60 @@ class ModelRegistry:
         version = self.get(ref)
         data = self._artifacts.get_bytes(version.artifact_sha256)
         return deserialize(data, version.flavor)
+
+    def input_example(self, ref: str | ModelRef) -> pa.Table | None:
+        """The input example the version was registered with (hash-verified), or None.
+
+        >>> import lockgate as lg, tempfile
+        >>> from sklearn.dummy import DummyClassifier
+        >>> ws = lg.Workspace.open(tempfile.mkdtemp())
+        >>> _ = ws.models.register(DummyClassifier().fit([[0], [1]], [0, 1]), name="tiny", input_example={"f0": [0]})
+        >>> ws.models.input_example("models:/tiny/1").column_names
+        ['f0']
+        """
+        found = self.attachments(ref, "input_example")
+        if not found:
+            return None
+        with pa.ipc.open_stream(self._artifacts.get_bytes(found[-1])) as reader:
+            return reader.read_all()
+
+    def attachments(self, ref: str | ModelRef, relation: str) -> builtins.list[str]:
+        """Digests of the objects attached to a version under ``relation``, oldest first."""
+        version = self.get(ref)
+        root = Node(NodeKind.MODEL_VERSION, version.node_id)
+        upstream = relation == "input_example"
+        graph = self._lineage.walk(root, direction="upstream" if upstream else "downstream", depth=1)
+        if upstream:
+            return [e.src_id for e in graph.edges if e.relation == relation and e.src_kind == NodeKind.ARTIFACT]
+        return [e.dst_id for e in graph.edges if e.relation == relation and e.dst_kind == NodeKind.ARTIFACT]
+
+    def attach(self, ref: str | ModelRef, data: bytes, *, relation: str, details: dict[str, Any]) -> str:
+        """Store ``data`` as derived from a version (an ONNX conversion, its check report) and
+        record the lineage edge and an audit event in one transaction; returns the digest."""
+        if relation not in MODEL_ATTACHMENT_RELATIONS or relation == "input_example":
+            raise InvalidInputError(f"cannot attach under relation {relation!r}; use one of 'onnx', 'onnx_check'")
+        version = self.get(ref)
+        stored = self._artifacts.put_bytes(data)
+        with self._db.write() as conn:
+            self._resolve(conn, ModelRef(version.name, version.version))  # still there
+            self._runs.record_artifact(conn, stored.sha256, stored.size, now_millis())
+            edge = LineageEdge(
+                src_kind=NodeKind.MODEL_VERSION,
+                src_id=version.node_id,
+                relation=relation,
+                dst_kind=NodeKind.ARTIFACT,
+                dst_id=stored.sha256,
+            )
+            self._lineage.record(conn, [edge])
+            self._audit.record(
+                conn,
+                actor=self._actor,
+                action=f"model_version.{relation}_attached",
+                object_kind="model_version",
+                object_id=version.node_id,
+                details={"sha256": stored.sha256, **details},
+            )
+        return stored.sha256
 
     # -- aliases -----------------------------------------------------------------------------
 
@@ -290,6 +360,13 @@ def _call_hook(hook: AliasHook, move: AliasMove) -> None:
             f"{'nothing' if move.to_version is None else f'version {move.to_version}'} "
             f"({type(exc).__name__}: {exc}); the alias was not changed: fix the hook and retry"
         ) from exc
+
+
+def _ipc_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def _check_name(name: str) -> None:

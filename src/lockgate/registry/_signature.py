@@ -10,10 +10,11 @@ import pyarrow as pa
 from lockgate.errors import InvalidInputError, UserCodeError
 from lockgate.tables import to_arrow
 
-__all__ = ["infer_signature"]
+__all__ = ["example_table", "infer_signature"]
 
 
-def _example_table(example: Any) -> pa.Table:
+def example_table(example: Any) -> pa.Table:
+    """The input example as an Arrow table (an array gets columns ``f0``, ``f1``, ...)."""
     if isinstance(example, np.ndarray):
         if example.ndim != 2:
             raise InvalidInputError("input_example as an array must be 2-dimensional (rows x features)")
@@ -34,15 +35,23 @@ def infer_signature(model: Any, input_example: Any | None) -> dict[str, Any]:
     """Inputs from the example's columns; outputs from running the model on it.
 
     Classifiers get ``label`` and ``probabilities`` (with the class list), regressors
-    ``prediction``.
+    ``prediction``. A model with a ``lockgate_outputs(example)`` method (a serving
+    ``CustomModel``) describes its own outputs and its ``lockgate_kind``.
     """
     if input_example is None:
         return {"inputs": [], "outputs": [], "kind": _kind(model)}
-    table = _example_table(input_example)
+    table = example_table(input_example)
     inputs = [{"name": f.name, "type": str(f.type), "shape": [-1], "nullable": f.nullable} for f in table.schema]
     outputs: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}
+    describe = getattr(model, "lockgate_outputs", None)
     try:
+        if callable(describe):
+            outputs.extend(_tensor(name, values) for name, values in describe(input_example).items())
+            classes = getattr(model, "classes", None)
+            if classes is not None:
+                extra["classes"] = list(classes)
+            return {"inputs": inputs, "outputs": outputs, "kind": _kind(model), **extra}
         if hasattr(model, "predict"):
             outputs.append(
                 _tensor("label" if hasattr(model, "predict_proba") else "prediction", model.predict(input_example))
@@ -60,6 +69,9 @@ def infer_signature(model: Any, input_example: Any | None) -> dict[str, Any]:
 
 
 def _kind(model: Any) -> str:
+    declared = getattr(model, "lockgate_kind", None)
+    if isinstance(declared, str):
+        return declared
     if hasattr(model, "predict_proba"):
         return "classifier"
     if hasattr(model, "predict"):

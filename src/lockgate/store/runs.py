@@ -14,7 +14,12 @@ from lockgate.store import schema as t
 from lockgate.store.dialect import driver_insert_sql, driver_select_in_sql, insert_ignore, upsert
 from lockgate.store.query import ATTRIBUTES, Clause, OrderBy
 
-__all__ = ["RunRepository"]
+__all__ = ["MODEL_ATTACHMENT_RELATIONS", "RunRepository"]
+
+# Lineage relations that tie a stored object to a model version besides its own bytes: the
+# registration example (object -> version) and what serving derives once per version (an
+# ONNX conversion and the report of its check; version -> object). gc keeps these objects.
+MODEL_ATTACHMENT_RELATIONS = ("input_example", "onnx", "onnx_check")
 
 _RUN_COLUMNS = [c for c in t.runs.c if c.name not in ("experiment_id", "deleted", "heartbeat_at")]
 
@@ -230,8 +235,13 @@ class RunRepository:
         return dict(row) if row else None
 
     def referenced_artifacts(self, conn: Connection) -> set[str]:
-        """Every artifact digest a live record points to (run files, models, data sets, code, environments)."""
+        """Every artifact digest a live record points to (run files, models, data sets, code,
+        environments, and objects attached to model versions by lineage)."""
         found: set[str] = set()
+        edges = t.lineage_edges
+        for column, side in ((edges.c.src_id, edges.c.src_kind), (edges.c.dst_id, edges.c.dst_kind)):
+            attached = sa.select(column).where(edges.c.relation.in_(MODEL_ATTACHMENT_RELATIONS), side == "artifact")
+            found.update(str(v) for v in conn.execute(attached.distinct()).scalars())
         for column in (
             t.run_artifacts.c.sha256,
             t.model_versions.c.artifact_sha256,
