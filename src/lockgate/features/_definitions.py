@@ -293,9 +293,12 @@ class FeatureView(_Definition):
         names = self.feature_names
         if len(names) != len(set(names)):
             raise InvalidInputError(f"{label} defines a feature twice; give each aggregation its own name")
-        clash = sorted(set(names) & {*self.join_keys, self.source.event_time})
+        reserved = {*self.join_keys, self.source.event_time, self.source.created_time}
+        clash = sorted(set(names) & {r for r in reserved if r})
         if clash:
-            raise InvalidInputError(f"{label}: feature {clash[0]!r} has the name of a join key or the event time")
+            raise InvalidInputError(
+                f"{label}: feature {clash[0]!r} has the name of a join key, the event time or the created time"
+            )
         unknown = sorted(set(self.defaults) - set(names))
         if unknown:
             raise InvalidInputError(f"{label}: defaults name {unknown[0]!r}, which is not one of its features")

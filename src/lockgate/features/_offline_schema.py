@@ -50,13 +50,6 @@ class ViewLayout:
 
     @classmethod
     def of(cls, view: FeatureView) -> ViewLayout:
-        created = view.source.created_time
-        if created is not None and created in view.feature_names:
-            # The definition checks keys and the event time only; the rows hold one column per name.
-            raise InvalidInputError(
-                f"feature view '{view.name}': feature '{created}' has the name of the source's created time "
-                "column; rename the feature"
-            )
         return cls(
             view=view.name,
             keys=tuple(view.join_keys),
