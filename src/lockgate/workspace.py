@@ -19,7 +19,7 @@ from lockgate.audit import AuditLog
 from lockgate.config import CONFIG_FILE, Settings
 from lockgate.data import ContractRegistry, DataService, ModelConsumers
 from lockgate.deploy import DeploymentService
-from lockgate.entities import DatasetVersion, NodeKind, RunRecord
+from lockgate.entities import DatasetVersion, NodeKind, RunRecord, RunStatus
 from lockgate.errors import InvalidReferenceError
 from lockgate.features import FeatureStore, FeatureViewConsumers
 from lockgate.lineage import LineageGraph, LineageService, Node, openlineage_events
@@ -50,6 +50,8 @@ class GcReport:
     removed: int
     freed_bytes: int
     dry_run: bool
+    checkpoints: int = 0
+    """Step checkpoints removed because their pipeline run finished (or is gone)."""
 
 
 class Workspace:
@@ -238,4 +240,21 @@ class Workspace:
         if removed and not dry_run:
             with self.db.write() as conn:
                 repo.forget_artifacts(conn, removed)
-        return GcReport(scanned, len(candidates), len(removed), freed, dry_run)
+        return GcReport(scanned, len(candidates), len(removed), freed, dry_run, self._gc_checkpoints(dry_run))
+
+    def _gc_checkpoints(self, dry_run: bool) -> int:
+        """Checkpoints serve only a retry or a ``--resume`` of their pipeline run, which a run that
+        finished can no longer have; those of failed, killed or crashed runs stay for a resume."""
+        names = self.artifacts.list_named("checkpoints")
+        by_run: dict[str, list[str]] = {}
+        for name in names:
+            parts = name.split("/")
+            if len(parts) >= 3:
+                by_run.setdefault(parts[1], []).append(name)
+        records = self.run_records(list(by_run))
+        done = [r for r in by_run if r not in records or records[r].status == RunStatus.FINISHED]
+        doomed = [name for run in done for name in by_run[run]]
+        if not dry_run:
+            for name in doomed:
+                self.artifacts.delete_named(name)
+        return len(doomed)

@@ -111,3 +111,21 @@ def test_bad_step_options_are_refused_with_the_fix() -> None:
         step(timeout=0)(lambda: None)
     with pytest.raises(lg.InvalidInputError, match="keep_checkpoints must be 1 or more"):
         step(keep_checkpoints=0)(lambda: None)
+
+
+def test_gc_removes_checkpoints_of_finished_runs_and_keeps_those_a_resume_needs(
+    ws: lg.Workspace, project: Path
+) -> None:
+    flow = load_pipeline(f"{project / 'long.py'}:counting")
+    finished = run_pipeline(ws, flow, params={"pid_file": "", "pause_at": -1}, executor="inline")
+    assert len(_checkpoints(ws, finished.run_id, "count")) == 2
+    failed = ws.start_run("interrupted")
+    failed.end(lg.RunStatus.FAILED)  # a failed pipeline run: its checkpoints wait for --resume
+    kept_name = f"checkpoints/{failed.id}/count/0123456789abcdef/00000001-{'0' * 64}.ckpt"
+    ws.artifacts.put_named(kept_name, b"state")
+
+    assert ws.gc(dry_run=True).checkpoints == 2
+    assert len(_checkpoints(ws, finished.run_id, "count")) == 2
+    assert ws.gc().checkpoints == 2
+    assert _checkpoints(ws, finished.run_id, "count") == []
+    assert ws.artifacts.list_named(f"checkpoints/{failed.id}") == [kept_name]

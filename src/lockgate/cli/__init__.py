@@ -86,7 +86,7 @@ def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be removed.")] = False,
     older_than: Annotated[float, typer.Option(help="Keep objects younger than this many seconds.")] = 3600.0,
 ) -> None:
-    """Remove stored artifacts that no record points to.
+    """Remove stored artifacts that no record points to, and checkpoints of finished pipeline runs.
 
     Example: lockgate gc --dry-run
     """
@@ -95,7 +95,8 @@ def gc(
     verb = "would remove" if dry_run else "removed"
     st.output.print(
         f"scanned {report.scanned} objects: {report.unreferenced} unreferenced, "
-        f"{verb} {report.removed} ({human_bytes(report.freed_bytes)})"
+        f"{verb} {report.removed} ({human_bytes(report.freed_bytes)}), "
+        f"and {report.checkpoints} checkpoint{'s' if report.checkpoints != 1 else ''} of finished pipeline runs"
     )
 
 
