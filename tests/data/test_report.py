@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 import pyarrow as pa
 from rich.console import Console
 
+from lockgate.cli.data import render_terminal
 from lockgate.data import Contract
-from lockgate.data._report import render_terminal, report_html, report_json
+from lockgate.data._report import report_html, report_json
 from lockgate.data._validate import ValidationReport, validate
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

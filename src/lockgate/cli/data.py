@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
 from lockgate.cli._context import state
 from lockgate.cli._output import JsonOpt, Output, short, table
@@ -21,7 +24,13 @@ from lockgate.clock import to_iso
 from lockgate.data import Contract, ContractRegistry, IncompatibleContract, RegisteredContract, Violation
 from lockgate.data._compat import parse_mode
 from lockgate.data._registry import parse_contract_ref
+from lockgate.data._report import verdict
+from lockgate.data._wording import share
+from lockgate.data._wording import value as shown
 from lockgate.errors import InvalidInputError, NotFoundError
+
+if TYPE_CHECKING:
+    from lockgate.data import ValidationReport
 
 __all__ = ["app"]
 
@@ -76,7 +85,7 @@ def validate(
 
     Example: lockgate data validate data/2026-11-28.parquet --contract transactions --reference transactions@latest
     """
-    from lockgate.data._report import render_terminal, report_html, report_json
+    from lockgate.data._report import report_html, report_json
 
     st = state(ctx)
     ws = st.workspace()
@@ -385,3 +394,36 @@ def _print_violations(output: Output, headline: str, mode: str, violations: list
     output.error(f"{headline}: {count} under {mode} compatibility")
     for v in violations:
         output.err.print(f"  - {v.message}", soft_wrap=True, markup=False, highlight=False)
+
+
+def render_terminal(report: ValidationReport, console: Console) -> None:
+    """Print the failures as a table and a one-line verdict.
+
+    Values from the data are printed as plain text (never read as rich markup).
+    """
+    if report.failures:
+        table = Table(show_edge=False, header_style="bold")
+        for heading, justify in (
+            ("check", "left"),
+            ("column", "left"),
+            ("severity", "left"),
+            ("rows", "right"),
+            ("share", "right"),
+            ("examples", "left"),
+        ):
+            table.add_column(heading, justify=justify)  # type: ignore[arg-type]
+        for f in report.failures:
+            style = "red" if f.severity == "error" and not f.quarantined else "yellow"
+            severity = f.severity + (" (quarantined)" if f.quarantined else "")
+            table.add_row(
+                Text(f.check),
+                Text(f.column or "-"),
+                Text(severity, style=style),
+                Text(f"{f.rows:,}"),
+                Text(share(f.share)),
+                Text(", ".join(shown(v) for v in f.examples)),
+            )
+        console.print(table)
+    for note in report.skipped:
+        console.print(Text(f"skipped: {note}", style="dim"))
+    console.print(Text(verdict(report), style="bold green" if report.passed else "bold red"))

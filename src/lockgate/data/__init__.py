@@ -20,7 +20,7 @@ from lockgate.data._custom import register_batch_check
 from lockgate.data._findings import Failure
 from lockgate.data._infer import infer_contract
 from lockgate.data._registry import ConsumerProvider, ContractRegistry, ModelConsumers, RegisteredContract
-from lockgate.data._report import render_terminal, report_html, report_json, verdict
+from lockgate.data._report import report_html, report_json, verdict
 from lockgate.data._service import Admission, ContractNotPassed, ContractOutcome, DataService
 from lockgate.data._validate import ValidationReport, validate
 
@@ -51,7 +51,6 @@ __all__ = [
     "infer_contract",
     "readable_as",
     "register_batch_check",
-    "render_terminal",
     "report_html",
     "report_json",
     "type_name",

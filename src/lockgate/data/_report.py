@@ -1,5 +1,6 @@
-"""A validation report three ways: a rich table for the terminal, JSON for machines, and one
-self-contained HTML page with a plot per column.
+"""A validation report for machines and people: its one-line verdict, JSON, and one
+self-contained HTML page with a plot per column (the terminal table is the CLI's, in
+``cli/data.py``, where rich lives).
 
 The HTML page carries plotly's JavaScript inline and loads nothing from the network, so it opens
 on an air-gapped machine and can be attached to a ticket. Every value that came from the data is
@@ -23,16 +24,13 @@ from __future__ import annotations
 import html
 import itertools
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lockgate.data._profile import ColumnProfile
 from lockgate.data._validate import ValidationReport
 from lockgate.data._wording import jsonable, rows, share, value
 
-if TYPE_CHECKING:
-    from rich.console import Console
-
-__all__ = ["render_terminal", "report_html", "report_json", "verdict"]
+__all__ = ["report_html", "report_json", "verdict"]
 
 
 def verdict(report: ValidationReport) -> str:
@@ -44,42 +42,6 @@ def verdict(report: ValidationReport) -> str:
         parts.append(f"{rows(report.quarantined.num_rows)} quarantined")
     word = "PASSED" if report.passed else "FAILED"
     return f"{word}: {rows(report.rows)} against contract {report.contract_name}{version}; {', '.join(parts)} ({report.seconds:.2f} s)"
-
-
-def render_terminal(report: ValidationReport, console: Console) -> None:
-    """Print the failures as a table and a one-line verdict.
-
-    Values from the data are printed as plain text (never read as rich markup).
-    """
-    from rich.table import Table
-    from rich.text import Text
-
-    if report.failures:
-        table = Table(show_edge=False, header_style="bold")
-        for heading, justify in (
-            ("check", "left"),
-            ("column", "left"),
-            ("severity", "left"),
-            ("rows", "right"),
-            ("share", "right"),
-            ("examples", "left"),
-        ):
-            table.add_column(heading, justify=justify)  # type: ignore[arg-type]
-        for f in report.failures:
-            style = "red" if f.severity == "error" and not f.quarantined else "yellow"
-            severity = f.severity + (" (quarantined)" if f.quarantined else "")
-            table.add_row(
-                Text(f.check),
-                Text(f.column or "-"),
-                Text(severity, style=style),
-                Text(f"{f.rows:,}"),
-                Text(share(f.share)),
-                Text(", ".join(value(v) for v in f.examples)),
-            )
-        console.print(table)
-    for note in report.skipped:
-        console.print(Text(f"skipped: {note}", style="dim"))
-    console.print(Text(verdict(report), style="bold green" if report.passed else "bold red"))
 
 
 def report_json(report: ValidationReport) -> str:
