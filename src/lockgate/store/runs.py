@@ -53,7 +53,13 @@ class RunRepository:
         conn.execute(sa.update(t.runs).where(t.runs.c.id == run_id).values(host=host, pid=pid, heartbeat_at=now))
 
     def heartbeat(self, conn: Connection, run_id: str, now: int) -> None:
-        conn.execute(sa.update(t.runs).where(t.runs.c.id == run_id).values(heartbeat_at=now))
+        # Only a running run beats: a beat that waited on the write lock while the run ended
+        # must not land after the end.
+        conn.execute(
+            sa.update(t.runs)
+            .where(t.runs.c.id == run_id, t.runs.c.status == str(RunStatus.RUNNING))
+            .values(heartbeat_at=now)
+        )
 
     def mark_deleted(self, conn: Connection, run_ids: Sequence[str]) -> None:
         conn.execute(sa.update(t.runs).where(t.runs.c.id.in_(run_ids)).values(deleted=True))
