@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -148,3 +150,17 @@ def _relative_to(folder: Path, values: dict[str, Any]) -> dict[str, Any]:
         if database and database != ":memory:" and not database.startswith("/"):
             values["database_url"] = prefix + str(folder.resolve() / url[len(prefix) :])
     return values
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` safe to print: a password in its user part or its query becomes ``***``.
+
+    >>> redact_uri("redis://:hunter2@cache:6379/0?password=hunter2&db=1")
+    'redis://:***@cache:6379/0?password=***&db=1'
+    """
+    if "://" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    if parts.password:
+        uri = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+    return re.sub(r"(?i)(password=)[^&]*", r"\1***", uri)

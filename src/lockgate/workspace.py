@@ -244,7 +244,8 @@ class Workspace:
 
     def _gc_checkpoints(self, dry_run: bool) -> int:
         """Checkpoints serve only a retry or a ``--resume`` of their pipeline run, which a run that
-        finished can no longer have; those of failed, killed or crashed runs stay for a resume."""
+        finished can no longer have; those of failed, killed or crashed runs stay for a resume.
+        A finished run writes no more checkpoints, so no age check is needed."""
         names = self.artifacts.list_named("checkpoints")
         by_run: dict[str, list[str]] = {}
         for name in names:
@@ -252,7 +253,8 @@ class Workspace:
             if len(parts) >= 3:
                 by_run.setdefault(parts[1], []).append(name)
         records = self.run_records(list(by_run))
-        done = [r for r in by_run if r not in records or records[r].status == RunStatus.FINISHED]
+        # Only a run on record as finished: a missing record may be one not committed yet.
+        done = [r for r in by_run if r in records and records[r].status == RunStatus.FINISHED]
         doomed = [name for run in done for name in by_run[run]]
         if not dry_run:
             for name in doomed:

@@ -163,16 +163,9 @@ def demo(
             stopped.append((label, admission, report_file))
         failures = table(
             None,
-            ["batch", "check", "column", "severity", "rows", "e.g."],
+            ["batch", "rule", "column", "level", "rows", "e.g."],
             [
-                (
-                    name,
-                    f.check,
-                    f.column or "",
-                    f.severity,
-                    f"{f.rows:,} ({f.share:.1%})",
-                    ", ".join(map(str, f.examples[:2])),
-                )
+                (name, f.check, f.column or "", f.severity, f"{f.rows:,}", _example(f.examples))
                 for name, admission, _ in stopped
                 for f in admission.report.failures
             ],

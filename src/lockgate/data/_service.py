@@ -25,14 +25,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from lockgate.clock import to_iso
 from lockgate.data._contract import Contract
 from lockgate.data._registry import CONTRACT_FACT, ContractRegistry, RegisteredContract, parse_contract_ref
 from lockgate.entities import DatasetVersion
 from lockgate.errors import CheckFailed, InvalidInputError, NotFoundError
-from lockgate.tables import to_arrow
 from lockgate.tracking import DatasetService
 
 if TYPE_CHECKING:  # for annotations only: the engine itself is imported when data is checked
@@ -219,7 +216,8 @@ class DataService:
         report = self.validate(data, checked, reference=rows, now=now)
         if not report.passed:
             return Admission(report=report, dataset=None, outcome=None)
-        table = report.data if report.data is not None else _table(data)
+        table = report.data  # a report that passed always carries the rows it checked
+        assert table is not None
         recorded = report
         if report.quarantined is not None and report.quarantined.num_rows:
             # What is registered is the rows that passed, so that is what the outcome must be
@@ -298,14 +296,6 @@ class DataService:
 def _dataset_ref(ref: str) -> str:
     """``transactions@latest``, ``transactions@3fa2…`` or ``datasets:/…`` as a datasets:/ reference."""
     return ref if ref.startswith("datasets:/") else f"datasets:/{ref}"
-
-
-def _table(data: Any) -> pa.Table:
-    if isinstance(data, (str, os.PathLike)):
-        from lockgate.data._sources import Source
-
-        return Source.parse(data).read()
-    return to_arrow(data)
 
 
 def _outcome(version: DatasetVersion, value: dict[str, Any], at: int, by: str) -> ContractOutcome:

@@ -58,7 +58,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from lockgate.artifacts import _S3_CONFIG, _S3FS_RETRIES, _backend_errors, _one_line, _s3_session
-from lockgate.config import Settings
+from lockgate.config import Settings, redact_uri
 from lockgate.errors import InvalidInputError, NotFoundError, UnavailableError
 from lockgate.hashing import sha256_file, sha256_json, table_hash
 
@@ -125,7 +125,7 @@ class Source:
     def path(self) -> Path:
         """The local path (``file://`` removed); only for local sources."""
         if self.kind != "local":
-            raise InvalidInputError(f"data {_redacted(self.uri)} is not a local path")
+            raise InvalidInputError(f"data {redact_uri(self.uri)} is not a local path")
         return Path(self.uri.removeprefix("file://"))
 
     def fingerprint(self, *, settings: Settings | None = None) -> str:
@@ -168,17 +168,6 @@ def _scheme(uri: str) -> str:
     return uri.split("://", 1)[0].lower() if "://" in uri else ""
 
 
-def _redacted(uri: str) -> str:
-    """``uri`` safe to print: a password in it becomes ``***``."""
-    if "://" not in uri:
-        return uri
-    parts = urlsplit(uri)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        uri = parts._replace(netloc=netloc).geturl()
-    return re.sub(r"(?i)(password=)[^&]*", r"\1***", uri)
-
-
 def _validate(uri: object, query: object) -> None:
     if not isinstance(uri, str) or not uri.strip():
         raise InvalidInputError(f"a data source needs a path or URI, {_EXAMPLES}")
@@ -187,7 +176,7 @@ def _validate(uri: object, query: object) -> None:
         parts = urlsplit(uri)
         if parts.password or "password" in {k.lower() for k in parse_qs(parts.query)}:
             raise InvalidInputError(
-                f"the PostgreSQL URI {_redacted(uri)} holds a password, which would be recorded in plain text; "
+                f"the PostgreSQL URI {redact_uri(uri)} holds a password, which would be recorded in plain text; "
                 "remove it and use a password file (~/.pgpass or PGPASSFILE) or trust authentication"
             )
         if not isinstance(query, str) or not query.strip():
@@ -198,7 +187,7 @@ def _validate(uri: object, query: object) -> None:
         return
     if query is not None:
         raise InvalidInputError(
-            f"data source {_redacted(uri)} takes no query: a query needs a postgresql://user@host/db URI; "
+            f"data source {redact_uri(uri)} takes no query: a query needs a postgresql://user@host/db URI; "
             "drop the query or point at the database"
         )
     if scheme == "s3":
@@ -571,7 +560,7 @@ def _read_query(uri: str, query: str) -> pa.Table:
         raise UnavailableError(
             "cannot read postgresql:// data: psycopg is missing; install lockgate[postgres]"
         ) from None
-    shown = _redacted(uri)
+    shown = redact_uri(uri)
     sql = query.strip().rstrip(";").rstrip()
     try:
         conn = psycopg.connect(uri, connect_timeout=_PG_CONNECT_TIMEOUT, application_name="lockgate")

@@ -7,7 +7,7 @@ fields and the view values just read; its age is its oldest input's, its status 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -18,7 +18,7 @@ from lockgate.errors import InvalidInputError
 from lockgate.features._catalog import Catalog, ResolvedFeature
 from lockgate.features._definitions import OnDemandFeature, StalePolicy
 from lockgate.features._ondemand import compute
-from lockgate.features._online_results import FeatureStatus, FeatureValue
+from lockgate.features._online_results import EntityRows, FeatureStatus, FeatureValue
 from lockgate.tables import to_arrow
 
 if TYPE_CHECKING:  # the stores and the join import DuckDB and pyarrow.dataset: not at CLI start
@@ -59,26 +59,12 @@ class OnlineEntity:
 
 
 @dataclass(frozen=True, slots=True)
-class OnlineResult:
+class OnlineResult(EntityRows[OnlineEntity]):
     """The answer to an online lookup: one :class:`OnlineEntity` per entity row, in request order."""
 
     features: tuple[str, ...]
     rows: list[OnlineEntity]
     now: datetime
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __iter__(self) -> Iterator[OnlineEntity]:
-        return iter(self.rows)
-
-    def __getitem__(self, index: int) -> OnlineEntity:
-        return self.rows[index]
-
-    def column(self, feature: str) -> list[Any]:
-        if feature not in self.features:
-            raise KeyError(feature)
-        return [row.values[feature] for row in self.rows]
 
     @property
     def status(self) -> FeatureStatus:

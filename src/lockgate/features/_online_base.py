@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, NoReturn, TypeAlias
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -446,6 +445,8 @@ def _latest_per_entity(
         f"AND ($lo IS NULL OR {window} > $lo) AND ($hi IS NULL OR {window} <= $hi)) "
         f"GROUP BY {keys}) ORDER BY {keys}"
     )
+    import duckdb  # only writes need it: importing lockgate stays light
+
     con = duckdb.connect()
     try:
         con.register("src", pa.RecordBatchReader.from_batches(schema, counted()))

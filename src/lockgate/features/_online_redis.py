@@ -27,11 +27,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from lockgate.clock import now_millis
+from lockgate.config import redact_uri
 from lockgate.errors import InvalidInputError, UnavailableError
 from lockgate.features._definitions import FeatureView
 from lockgate.features._online_base import CT, ET, OnlineStoreBase, Progress, ViewLayout, from_micros
 
-__all__ = ["RedisOnlineStore", "redact_redis_url"]
+__all__ = ["RedisOnlineStore"]
 
 _CHUNK = 2_000
 _CONNECT_TIMEOUT_S = 2.0
@@ -113,15 +114,6 @@ return 0
 """
 
 
-def redact_redis_url(url: str) -> str:
-    """The URL with its password hidden."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
 def _reason(exc: Exception, timeout: float = _TIMEOUT_S) -> str:
     """redis-py's message as a clause: "Error 111 connecting to h:p. Connection refused." reads
     as two sentences, and the URL is already named."""
@@ -193,7 +185,7 @@ class RedisOnlineStore(OnlineStoreBase):
         query = parse_qsl(parts.query, keep_blank_values=True)
         self.prefix = next((v for k, v in query if k == "prefix"), "lockgate:")
         client_url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "prefix"])))
-        self.url = redact_redis_url(url)
+        self.url = redact_uri(url)
         if parts.scheme in ("redis", "rediss") and not parts.path.strip("/").isdigit() and parts.path.strip("/"):
             raise InvalidInputError(
                 f"the online store URL {self.url} names database {parts.path!r}; use a number, e.g. /0"

@@ -7,11 +7,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from lockgate.errors import UnavailableError
 
 __all__ = [
+    "EntityRows",
     "FeatureStatus",
     "FeatureValue",
     "MaterializeResult",
@@ -57,22 +58,29 @@ class OnlineRow(NamedTuple):
         return FeatureValue(self.values[name], self.event_time, self.age, self.status)
 
 
-@dataclass(frozen=True, slots=True)
-class OnlineFeatures:
-    """The answer to one online read: a row per requested entity, in request order."""
+class _ValuesRow(Protocol):
+    @property
+    def values(self) -> dict[str, Any]: ...
 
-    view: str
+
+RowT = TypeVar("RowT", bound=_ValuesRow)
+
+
+class EntityRows(Generic[RowT]):
+    """A sequence of per-entity answers, in request order, with one feature's values by name:
+    shared by a read of one view and a lookup across views."""
+
+    __slots__ = ()
     features: tuple[str, ...]
-    rows: list[OnlineRow]
-    now: datetime
+    rows: list[RowT]
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __iter__(self) -> Iterator[OnlineRow]:
+    def __iter__(self) -> Iterator[RowT]:
         return iter(self.rows)
 
-    def __getitem__(self, index: int) -> OnlineRow:
+    def __getitem__(self, index: int) -> RowT:
         return self.rows[index]
 
     def column(self, feature: str) -> list[Any]:
@@ -80,6 +88,16 @@ class OnlineFeatures:
         if feature not in self.features:
             raise KeyError(feature)
         return [row.values[feature] for row in self.rows]
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineFeatures(EntityRows[OnlineRow]):
+    """The answer to one online read: a row per requested entity, in request order."""
+
+    view: str
+    features: tuple[str, ...]
+    rows: list[OnlineRow]
+    now: datetime
 
     @property
     def statuses(self) -> list[FeatureStatus]:

@@ -319,10 +319,18 @@ class FeatureStore:
             total = dataset.count_rows()
             if progress is not None:
                 progress(view.name, 0, total)
+            before = self.online_store.get_watermark(view)
             if start is not None:
                 self.online_store.set_watermark(view, start)
             report = _progress(progress, view.name, total)
-            results.append(self.online_store.materialize(view, dataset.scanner().to_reader(), end=end, progress=report))
+            try:
+                results.append(
+                    self.online_store.materialize(view, dataset.scanner().to_reader(), end=end, progress=report)
+                )
+            except BaseException:
+                if start is not None:  # a failed run leaves the watermark where it was
+                    self.online_store.set_watermark(view, before)
+                raise
             if progress is not None:
                 progress(view.name, total, total)
         return MaterializeReport(end=end, computed=computed, views=results)
@@ -341,8 +349,14 @@ class FeatureStore:
         if definition.online:
             try:
                 written = self.online_store.write(definition, table)
-            except BaseException:
-                _remove(uri, self._s3_endpoint_url)
+            except BaseException as failed:
+                try:
+                    _remove(uri, self._s3_endpoint_url)
+                except Exception as cleanup:  # noqa: BLE001 - the online failure is what the user must see
+                    failed.add_note(
+                        f"the pushed rows could not be removed from the offline log ({uri}: {cleanup}); "
+                        "delete that file before training on this view"
+                    )
                 raise
         return PushResult(view=view, rows=table.num_rows, offline_uri=uri, online_written=written)
 

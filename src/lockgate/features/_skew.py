@@ -255,7 +255,7 @@ def validate_payload(
     of on-demand features reading the view must be there. Anything else is a warning: serving
     ignores it.
     """
-    rows = [payload] if isinstance(payload, Mapping) else list(payload)
+    rows = [payload] if isinstance(payload, Mapping) else list(payload) if isinstance(payload, (list, tuple)) else []
     problems: list[PayloadProblem] = []
     if not rows or not all(isinstance(r, Mapping) for r in rows):
         return [PayloadProblem(field="", severity="error", message="the payload must be a row of fields, or rows")]

@@ -176,7 +176,7 @@ def execute_fire(
         }
         flow = load_pipeline(row["pipeline"])
         result = run_pipeline(
-            ws, flow, params=_decode_params(row["params"]), executor=executor, tags=tags, progress=progress
+            ws, flow, params=decode_params(row["params"]), executor=executor, tags=tags, progress=progress
         )
         run_id = result.run_id
     except PipelineFailed as exc:
@@ -217,9 +217,6 @@ def _finish(
             )
             ws.lineage.record(conn, [edge])
         return TriggerFire.from_row(_REPO.fires(conn, ids=[fire.id])[0])
-
-
-_decode_params = decode_params
 
 
 def _fields(fire: TriggerFire) -> dict[str, Any]:

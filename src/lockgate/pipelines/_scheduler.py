@@ -437,7 +437,10 @@ def _settings_env(ws: Workspace) -> dict[str, str]:
         "LOCKGATE_IDENTITY": s.actor,
         "LOCKGATE_CAPTURE_CODE": "true" if s.capture_code else "false",
         "LOCKGATE_AUDIT_KEY_FILE": str(s.key_file.resolve()),
+        "LOCKGATE_OFFLINE_STORE": s.resolved_offline_store,
     }
+    if s.online_store_url:
+        env["LOCKGATE_ONLINE_STORE_URL"] = s.online_store_url
     if s.s3_endpoint_url:
         env["LOCKGATE_S3_ENDPOINT_URL"] = s.s3_endpoint_url
     return env

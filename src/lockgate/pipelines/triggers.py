@@ -46,7 +46,7 @@ from lockgate.clock import now_millis, parse_duration, to_iso
 from lockgate.errors import ConflictError, InvalidInputError, NotFoundError
 from lockgate.hashing import canonical_json
 from lockgate.pipelines._cron import check_cron, next_tick
-from lockgate.pipelines._dataref import DataRef, encode_params
+from lockgate.pipelines._dataref import encode_params
 from lockgate.pipelines._firing import TriggerFire, execute_fire, record_fire
 from lockgate.pipelines._loader import load_pipeline
 from lockgate.pipelines._watch import FolderSnapshot
@@ -343,11 +343,8 @@ def _check_pipeline(spec: str, params: dict[str, Any], base: Path) -> tuple[str,
         )
     stored: dict[str, Any] = {}
     for key, value in params.items():
-        if isinstance(value, DataRef):
-            stored[key] = encode_params({key: value})[key]
-            continue
         try:
-            stored[key] = json.loads(json.dumps(value))
+            stored.update(encode_params({key: value}))
         except (TypeError, ValueError):
             raise InvalidInputError(
                 f"parameter '{key}' of trigger pipeline '{flow.name}' must be JSON (a number, text, list or object)"

@@ -18,8 +18,8 @@ import numpy as np
 
 from lockgate.errors import InvalidInputError
 from lockgate.serving._batch import Batch, batch_columns, numeric_matrix
-from lockgate.serving._runtimes import Prediction, RuntimeKind, SklearnRuntime
-from lockgate.serving._signature import Signature, Task
+from lockgate.serving._runtimes import Prediction, RuntimeKind, SignedRuntime, SklearnRuntime
+from lockgate.serving._signature import Signature
 
 __all__ = ["OnnxConversion", "OnnxRuntime", "converter_versions"]
 
@@ -50,7 +50,7 @@ class OnnxConversion:
         return self.runtime is not None
 
 
-class OnnxRuntime:
+class OnnxRuntime(SignedRuntime):
     """A model in ONNX form, run by onnxruntime with one thread and sequential execution.
 
     One intra-op thread, because a serving request is a few rows and a thread pool's
@@ -79,18 +79,6 @@ class OnnxRuntime:
                 f"the ONNX model takes inputs {', '.join(inputs)}, not the signature's {', '.join(signature.names)}"
             )
         self._outputs = [o.name for o in self._session.get_outputs()]
-
-    @property
-    def signature(self) -> Signature:
-        return self._signature
-
-    @property
-    def task(self) -> Task:
-        return self._signature.task
-
-    @property
-    def classes(self) -> tuple[Any, ...] | None:
-        return self._signature.classes
 
     def predict(self, batch: Batch) -> Prediction:
         results = self._session.run(self._outputs, self._feeds(batch))

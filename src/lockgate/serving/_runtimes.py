@@ -85,10 +85,28 @@ class ModelRuntime(Protocol):
         ...
 
 
+class SignedRuntime:
+    """What every runtime answers from its signature: the columns, the task and the classes."""
+
+    _signature: Signature
+
+    @property
+    def signature(self) -> Signature:
+        return self._signature
+
+    @property
+    def task(self) -> Task:
+        return self._signature.task
+
+    @property
+    def classes(self) -> tuple[Any, ...] | None:
+        return self._signature.classes
+
+
 _THREADS = ThreadpoolController()
 
 
-class SklearnRuntime:
+class SklearnRuntime(SignedRuntime):
     """A scikit-learn estimator or pipeline.
 
     Fed a float64 matrix when it can take one (every input numeric, and no step selects
@@ -138,18 +156,6 @@ class SklearnRuntime:
         self._label_from_predict = type(final).__name__ in _OWN_LABEL
         model_classes = getattr(model, "classes_", None)
         self._classes = None if model_classes is None else np.asarray(model_classes)
-
-    @property
-    def signature(self) -> Signature:
-        return self._signature
-
-    @property
-    def task(self) -> Task:
-        return self._signature.task
-
-    @property
-    def classes(self) -> tuple[Any, ...] | None:
-        return self._signature.classes
 
     @property
     def input_format(self) -> Literal["matrix", "frame"]:
@@ -215,7 +221,7 @@ def _selects_by_name(model: Any) -> bool:
     return False
 
 
-class CustomRuntime:
+class CustomRuntime(SignedRuntime):
     """A :class:`~lockgate.serving.CustomModel`: ``preprocess`` → ``predict`` → ``postprocess``
     on each batch, inside the user-code error boundary."""
 
@@ -227,18 +233,6 @@ class CustomRuntime:
         self.model = model
         self._signature = signature
         _call(model, "load", model.load, dict(artifacts or {}))
-
-    @property
-    def signature(self) -> Signature:
-        return self._signature
-
-    @property
-    def task(self) -> Task:
-        return self._signature.task
-
-    @property
-    def classes(self) -> tuple[Any, ...] | None:
-        return self._signature.classes
 
     def predict(self, batch: Batch) -> Prediction:
         rows = batch_rows(batch)

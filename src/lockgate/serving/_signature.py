@@ -80,6 +80,11 @@ class Signature:
                     "send numbers or strings (cast dates to numbers before training)"
                 )
         kind = signature.get("kind")
+        if kind is not None and kind not in ("classifier", "regressor"):
+            raise InvalidInputError(
+                f"the model's signature is of a {kind!r}, which serves no label or prediction; "
+                "register a classifier or regressor, or a CustomModel"
+            )
         task: Task = "classification" if kind == "classifier" else "regression"
         classes = signature.get("classes")
         return cls(columns=columns, task=task, classes=None if classes is None else tuple(classes))
