@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sklearn.dummy import DummyClassifier
 
 import lockgate as lg
 from lockgate.features import FreshnessFailed, SkewDetected
@@ -124,6 +125,32 @@ def test_as_of_and_references_without_a_service(features: lg.Workspace) -> None:
         features.features.training_set(rows, ["cards:*"])
     with pytest.raises(lg.InvalidInputError, match="takes the request field 'amount', which the entity rows lack"):
         features.features.training_set(rows, ["amount_ratio"])
+
+
+def test_a_model_trained_on_a_training_set_is_bound_to_its_service(features: lg.Workspace) -> None:
+    store = features.features
+    with features.start_run("train") as run:
+        store.training_set(entity_rows(), "fraud_v1", run_id=run.id)
+        mv = run.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), name="fraud")
+    # Registered from a run whose training set came through fraud_v1: bound to it, in lineage.
+    binding = store.service_of("models:/fraud@latest")
+    assert binding is not None
+    assert binding.service == "fraud_v1"
+    assert binding.model_ref == mv.uri == "models:/fraud/1"
+    assert [f.ref for f in binding.features] == [
+        "card_activity:n_1d",
+        "card_activity:avg_amount_7d",
+        "card_profile:limit",
+        "amount_ratio",
+    ]
+    assert [str(c) for c in store.registry.consumers("card_activity")] == ["model fraud v1"]
+    upstream = features.lineage_of(mv.uri, direction="upstream")
+    assert ("dataset", "input:features", "run") in {(e.src_kind, e.relation, e.dst_kind) for e in upstream.edges}
+    # A version registered without features of the store is bound to nothing.
+    other = features.models.register(DummyClassifier().fit([[0], [1]], [0, 1]), name="plain")
+    assert store.service_of(other) is None
+    with pytest.raises(lg.NotFoundError, match="run 'nope' does not exist"):
+        store.training_set(entity_rows(), "fraud_v1", run_id="nope")
 
 
 def test_materialize_then_read_online_with_age_and_status(features: lg.Workspace) -> None:

@@ -15,6 +15,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 import lockgate as lg
+from lockgate.features import Entity, FeatureService, FeatureView, ParquetSource
 from lockgate.registry import AliasMove
 
 
@@ -319,3 +320,64 @@ def test_gc_frees_the_bytes_of_a_deleted_version_and_keeps_the_rest(ws: lg.Works
     assert not ws.artifacts.exists(doomed)
     assert ws.models.load("models:/fraud/2").predict([[0]]).tolist() == [1]
     assert ws.gc(older_than_s=0).removed == 0
+
+
+def _serve_with(ws: lg.Workspace, *names: str) -> pd.DataFrame:
+    """Feature services (over one view of stored card stats) that model versions can be bound
+    to; returns entity rows to build training sets from."""
+    folder = Path(ws.home).parent / "stats"
+    folder.mkdir(exist_ok=True)
+    rows = {"card_id": ["c1"], "ts": [pd.Timestamp("2026-03-01", tz="UTC")], "spend": [3.0], "visits": [1]}
+    pd.DataFrame(rows).to_parquet(folder / "part-0.parquet")
+    card = Entity("card", join_keys=["card_id"])
+    stats = FeatureView(
+        name="card_stats",
+        entities=[card],
+        ttl="1d",
+        source=ParquetSource(str(folder), event_time="ts"),
+        features={"spend": "float64", "visits": "int64"},
+    )
+    ws.features.apply([card, stats, *(FeatureService(n, ["card_stats:spend"]) for n in names)])
+    return pd.DataFrame({"card_id": ["c1"], "event_timestamp": [pd.Timestamp("2026-03-01 01:00", tz="UTC")]})
+
+
+def test_a_version_is_bound_to_the_feature_service_it_names_as_it_registers(
+    backend_ws: lg.Workspace, classifier: LogisticRegression
+) -> None:
+    _serve_with(backend_ws, "fraud_v1")
+    mv = backend_ws.models.register(classifier, name="fraud", feature_service="fraud_v1")
+    binding = backend_ws.features.service_of("models:/fraud@latest")
+    assert binding is not None
+    assert (binding.service, binding.model_ref, binding.to_dict()["features"]) == (
+        "fraud_v1",
+        mv.uri,
+        ["card_stats:spend"],
+    )
+    assert [b.model_ref for b in backend_ws.features.registry.bindings(service="fraud_v1")] == [mv.uri]
+    # The binding is part of the registration: an unknown service registers nothing.
+    with pytest.raises(lg.NotFoundError, match="no feature service named 'nope' is registered"):
+        backend_ws.models.register(classifier, name="fraud", feature_service="nope")
+    assert [v.version for v in backend_ws.models.versions("fraud")] == [1]
+    assert backend_ws.features.service_of(backend_ws.models.register(classifier, name="fraud")) is None
+
+
+def test_a_version_from_a_run_whose_data_came_through_one_service_is_bound_to_it(
+    backend_ws: lg.Workspace, classifier: LogisticRegression
+) -> None:
+    entity = _serve_with(backend_ws, "fraud_v1", "fraud_v2")
+    with backend_ws.start_run("train") as run:
+        backend_ws.features.training_set(entity, "fraud_v1", run_id=run.id)
+    mv = backend_ws.models.register(classifier, name="fraud", run_id=run.id)
+    assert [b.service for b in backend_ws.features.registry.bindings(model=mv)] == ["fraud_v1"]
+    # Data from two services: the registration must say which one serving uses.
+    with backend_ws.start_run("train-both") as both:
+        backend_ws.features.training_set(entity, "fraud_v1", run_id=both.id)
+        backend_ws.features.training_set(entity, "fraud_v2", run_id=both.id)
+    with pytest.raises(lg.InvalidInputError, match=r"several feature services \(fraud_v1, fraud_v2\)"):
+        backend_ws.models.register(classifier, name="fraud", run_id=both.id)
+    chosen = backend_ws.models.register(classifier, name="fraud", run_id=both.id, feature_service="fraud_v2")
+    assert [b.service for b in backend_ws.features.registry.bindings(model=chosen)] == ["fraud_v2"]
+    # Bound to two services by hand, a version cannot tell serving which one to use.
+    backend_ws.features.bind("fraud_v1", chosen)
+    with pytest.raises(lg.ConflictError, match="bound to several feature services"):
+        backend_ws.features.service_of(chosen.uri)

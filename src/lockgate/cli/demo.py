@@ -84,7 +84,7 @@ def demo(
     from lockgate.examples.fraud.features import definitions as feature_definitions
     from lockgate.examples.fraud.pipeline import CONTRACT
     from lockgate.examples.fraud.pipeline import fraud as fraud_pipeline
-    from lockgate.examples.fraud.train import FEATURE_REFS
+    from lockgate.examples.fraud.train import entity_rows, input_example
     from lockgate.pipelines import DataRef, LocalExecutor, Scheduler, TriggerService, reproduce, run_pipeline
 
     if days < 45:
@@ -188,14 +188,20 @@ def demo(
     story.show(3, "Data gate", body, f"{hint_env} lockgate data versions transactions-daily", took)
 
     # 4. Features --------------------------------------------------------------------------------
+    # The folder the feature views read, named as the training pipeline's parameter names it.
+    source = str(home / "data" / "transactions")
+
     def features() -> tuple[None, Group, str]:
-        plan = ws.features.apply(feature_definitions(home / "data"))
+        plan = ws.features.apply(feature_definitions(source))
         tx = data.transactions
-        # Training rows: one per transaction of the last fortnight, at the transaction's time.
-        recent = tx.filter(pc.greater_equal(tx["ts"], pa.scalar(data.shift_start, type=tx.schema.field("ts").type)))
-        entities = pa.table({"card_id": recent["card_id"], "event_timestamp": recent["ts"], "amount": recent["amount"]})
+        # Training rows: one per transaction of the last fortnight, just before the transaction
+        # (what serving knows when it arrives), as the training pipeline builds them.
+        rows = entity_rows(tx.drop_columns(["is_fraud"]))
+        recent = rows.filter(
+            pc.greater_equal(rows["ts"], pa.scalar(data.shift_start, type=rows.schema.field("ts").type))
+        )
         started = time.perf_counter()
-        training = ws.features.training_set(entities, "fraud_v1")
+        training = ws.features.training_set(recent, "fraud_v1")
         joined_s = time.perf_counter() - started
         nulls = training["avg_amount_7d"].null_count
         materialized = ws.features.materialize(end=data.end)
@@ -213,7 +219,7 @@ def demo(
         grid.add_row(
             "training set",
             f"{training.num_rows:,} rows x {training.num_columns} columns, point in time ({joined_s:.2f}s); "
-            f"{nulls:,} rows with no card history in the 7-day ttl kept as nulls",
+            f"{nulls:,} rows whose card had no earlier transaction within the 7-day ttl kept as nulls",
         )
         grid.add_row("online", f"{online_rows:,} cards materialized into SQLite up to {data.end:%Y-%m-%d %H:%M}")
         values = "  ".join(
@@ -246,7 +252,7 @@ def demo(
     as_of = data.shift_start
 
     pipeline_params = {
-        "transactions": DataRef(str(home / "data" / "transactions")),
+        "transactions": DataRef(source),
         "labels": DataRef(str(home / "data" / "labels.parquet")),
         "as_of": as_of.isoformat(),
     }
@@ -265,14 +271,16 @@ def demo(
         train_run = ws.runs.get(first.step_run("train_model") or "")
         metrics = first.output("evaluate")
         frame = first.output("training_set")
+        # Bound to feature service fraud_v1 as it registers: its training set came through it.
         mv = ws.models.register(
             first.output("train_model"),
             name="fraud",
             run_id=first.step_run("train_model"),
-            input_example=frame.select(FEATURES).slice(0, 5).to_pandas(),
-            features=FEATURE_REFS,
+            input_example=input_example(frame),
+            features=FEATURES,
             description="HistGradientBoosting on card velocity, amount and time-of-day features",
         )
+        bound = ws.features.service_of(mv.uri)
         ws.models.set_alias("fraud", "champion", mv.version)
         again = run_pipeline(ws, fraud_pipeline, params=params, executor="local")
         steps = table(
@@ -296,6 +304,13 @@ def demo(
         )
         grid.add_row("metrics", "  ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
         grid.add_row("registered", f"{mv.uri} from runs:/{mv.run_id}  →  models:/fraud@champion")
+        grid.add_row(
+            "features",
+            f"training set built through feature service {bound.service}; {mv.uri} is bound to it, "
+            "so serving looks its card features up online with the same definitions"
+            if bound is not None
+            else "not bound to a feature service",
+        )
         grid.add_row("second run", f"{again.cache_hits} of {len(again.steps)} steps from the cache (nothing changed)")
         summary = (
             f"AUC {metrics['auc']:.3f}, champion = v{mv.version}, rerun {again.cache_hits}/{len(again.steps)} cached"
@@ -372,7 +387,7 @@ def demo(
     _, body, took = story.chapter("Lineage", trace)
     story.show(8, "Lineage", body, f"{hint_env} lockgate lineage models:/fraud@champion --format openlineage", took)
 
-    # 9. Audit -------------------------------------------------------------------------------------
+    # 9. Audit ------------------------------------------------------------------------------------
     def audit() -> tuple[None, Group, str]:
         report = ws.audit.verify()
         events = ws.audit.events(limit=6)

@@ -264,64 +264,69 @@ class FeatureRegistry:
 
         Binding again to the same service version changes nothing.
         """
-        name = service.name if isinstance(service, FeatureService) else service
         ref = (
             ModelRef(model_version.name, model_version.version)
             if isinstance(model_version, ModelVersion)
             else parse_model_ref(model_version)
         )
         with self._db.write() as conn:
-            head = self._repo.head(conn, "feature_service", name)
-            if head is None:
-                raise NotFoundError(
-                    f"no feature service named '{name}' is registered; apply it first: lockgate features apply FILE"
-                )
-            if isinstance(service, FeatureService) and service.version != head["version"]:
+            return self.bind_in(conn, service, ref)
+
+    def bind_in(self, conn: Connection, service: str | FeatureService, model_version: ModelRef) -> Binding:
+        """:meth:`bind` inside the caller's write transaction (the model registry binds a version
+        in the transaction that registers it, so a version is never left half-registered)."""
+        name = service.name if isinstance(service, FeatureService) else service
+        head = self._repo.head(conn, "feature_service", name)
+        if head is None:
+            raise NotFoundError(
+                f"no feature service named '{name}' is registered; apply it first: lockgate features apply FILE"
+            )
+        if isinstance(service, FeatureService) and service.version != head["version"]:
+            raise ConflictError(
+                f"feature service '{name}' differs from its registered version ({head['version'][:12]}); "
+                "apply it first, then bind"
+            )
+        model, number = self._model_version(conn, model_version)
+        features = _catalog(self._repo.heads(conn)).resolve(service_from_spec(head["spec"]).features)
+        now = now_millis()
+        values = {
+            "service": name,
+            "model_name": model,
+            "model_version": number,
+            "service_version": head["version"],
+            "features": [f.to_dict() for f in features],
+            "created_at": now,
+            "created_by": self._actor,
+        }
+        if not self._repo.bind(conn, **values):
+            existing = binding(self._repo.bindings(conn, service=name, model=(model, number))[0])
+            if existing.service_version != head["version"]:
                 raise ConflictError(
-                    f"feature service '{name}' differs from its registered version ({head['version'][:12]}); "
-                    "apply it first, then bind"
+                    f"models:/{model}/{number} is already bound to feature service '{name}' version "
+                    f"{existing.service_version[:12]}, not the current {head['version'][:12]}; "
+                    "a model version keeps the features it was trained with"
                 )
-            model, number = self._model_version(conn, ref)
-            features = _catalog(self._repo.heads(conn)).resolve(service_from_spec(head["spec"]).features)
-            now = now_millis()
-            values = {
-                "service": name,
-                "model_name": model,
-                "model_version": number,
-                "service_version": head["version"],
-                "features": [f.to_dict() for f in features],
-                "created_at": now,
-                "created_by": self._actor,
-            }
-            if not self._repo.bind(conn, **values):
-                existing = binding(self._repo.bindings(conn, service=name, model=(model, number))[0])
-                if existing.service_version != head["version"]:
-                    raise ConflictError(
-                        f"models:/{model}/{number} is already bound to feature service '{name}' version "
-                        f"{existing.service_version[:12]}, not the current {head['version'][:12]}; "
-                        "a model version keeps the features it was trained with"
-                    )
-                return existing
-            self._lineage.record(
-                conn,
-                [
-                    LineageEdge(
-                        src_kind=NodeKind.FEATURE_SERVICE,
-                        src_id=definition_node(name, head["version"]),
-                        relation="features",
-                        dst_kind=NodeKind.MODEL_VERSION,
-                        dst_id=f"{model}/{number}",
-                    )
-                ],
-            )
-            self._audit.record(
-                conn,
-                actor=self._actor,
-                action="feature_service.bound",
-                object_kind="feature_service",
-                object_id=name,
-                details={"model": f"{model}/{number}", "version": head["version"]},
-            )
+            return existing
+        self._lineage.record(
+            conn,
+            [
+                LineageEdge(
+                    src_kind=NodeKind.FEATURE_SERVICE,
+                    src_id=definition_node(name, head["version"]),
+                    relation="features",
+                    dst_kind=NodeKind.MODEL_VERSION,
+                    dst_id=f"{model}/{number}",
+                )
+            ],
+        )
+        self._audit.record(
+            conn,
+            actor=self._actor,
+            action="feature_service.bound",
+            object_kind="feature_service",
+            object_id=name,
+            details={"model": f"{model}/{number}", "version": head["version"]},
+        )
         return binding(values)
 
     def bindings(
@@ -334,6 +339,30 @@ class FeatureRegistry:
                 ref = ModelRef(model.name, model.version) if isinstance(model, ModelVersion) else parse_model_ref(model)
                 key = self._model_version(conn, ref)
             return [binding(r) for r in self._repo.bindings(conn, service=service, model=key)]
+
+    def service_of(self, model: str | ModelVersion) -> Binding | None:
+        """The binding through which a model version reads its features (``models:/fraud/3``,
+        ``models:/fraud@champion``): the feature service serving looks its entities up with.
+        None when the version is bound to no service.
+
+        >>> import lockgate as lg, tempfile
+        >>> from sklearn.dummy import DummyClassifier
+        >>> ws = lg.Workspace.open(tempfile.mkdtemp())
+        >>> _ = ws.models.register(DummyClassifier().fit([[0], [1]], [0, 1]), name="tiny")
+        >>> ws.features.registry.service_of("models:/tiny/1") is None
+        True
+
+        Raises :class:`~lockgate.errors.ConflictError` when the version was bound to several
+        services (with :meth:`bind`), since serving could not tell which one to use.
+        """
+        found = self.bindings(model=model)
+        if len(found) > 1:
+            names = ", ".join(b.service for b in found)
+            raise ConflictError(
+                f"{found[0].model_ref} is bound to several feature services ({names}); "
+                "name the one to serve with (a deployment's feature_service)"
+            )
+        return found[0] if found else None
 
     def _model_version(self, conn: Connection, ref: ModelRef) -> tuple[str, int]:
         version = ref.version

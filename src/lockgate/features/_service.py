@@ -30,7 +30,7 @@ from lockgate.features._plan import ApplyPlan
 from lockgate.features._recompute import ComputedViews
 from lockgate.features._registry import FeatureRegistry
 from lockgate.lineage import LineageService
-from lockgate.store import Database
+from lockgate.store import Database, RunRepository
 from lockgate.tables import to_arrow
 from lockgate.tracking import DatasetService
 
@@ -122,6 +122,7 @@ class FeatureStore:
         self._offline_root = offline_root
         self._online_url = online_url
         self._s3_endpoint_url = s3_endpoint_url
+        self._runs = RunRepository()
         self._functions: dict[str, OnDemandFeature] = {}
         self._lock = threading.Lock()
         self._offline: OfflineStore | None = None
@@ -168,6 +169,8 @@ class FeatureStore:
             definitions = load_definitions(definitions)
         elif not isinstance(definitions, Catalog):
             definitions = Catalog.of(definitions)
+        if origin is None:
+            origin = _functions_file(definitions)
         plan = self.registry.apply(definitions, dry_run=dry_run, origin=origin)
         if plan.applied:
             self._remember(definitions)
@@ -182,6 +185,11 @@ class FeatureStore:
     def bind(self, service: str | FeatureService, model_version: str | ModelVersion) -> Binding:
         """Bind a model version to the feature service it was trained with; see :meth:`FeatureRegistry.bind`."""
         return self.registry.bind(service, model_version)
+
+    def service_of(self, model_version: str | ModelVersion) -> Binding | None:
+        """The feature service a model version reads its features through, as its binding
+        (``binding.service``, ``binding.features``), or None; see :meth:`FeatureRegistry.service_of`."""
+        return self.registry.service_of(model_version)
 
     def _remember(self, catalog: Catalog) -> None:
         for od in catalog.on_demand.values():
@@ -244,6 +252,7 @@ class FeatureStore:
         as_of: datetime | None = None,
         timestamp_column: str = "event_timestamp",
         name: str | None = None,
+        run_id: str | None = None,
     ) -> pa.Table:
         """The entity rows with every feature as it was known at each row's timestamp.
 
@@ -252,10 +261,20 @@ class FeatureStore:
         serving uses, over the joined columns and the entity rows' request fields. The result
         is registered as a data set version (``name``, by default the service's name or
         ``training_set``) whose lineage names every definition version and the fingerprints of
-        the data read; ``run.log_dataset(train, name=...)`` with the same name links a run to it.
+        the data read. ``run_id`` names the run that trains on it (a pipeline step passes
+        ``ctx.run_id``), linked in the same transaction, as ``run.log_dataset(train, name=...)``
+        with the same name would: a model version registered from that run is then bound to the
+        feature service automatically (see :meth:`ModelRegistry.register`).
         """
         from lockgate.features import _training
 
+        if run_id is not None:
+            with self._db.read() as conn:
+                if self._runs.resolve_id(conn, run_id) != [run_id]:
+                    raise NotFoundError(
+                        f"run '{run_id}' does not exist, so no training set can be linked to it; "
+                        "see: lockgate runs list --all"
+                    )
         catalog, resolved, service = self._resolve(features)
         entity = to_arrow(entity_df)
         on_demand = [self._function(catalog.on_demand_feature(f.name)) for f in resolved if not f.view]
@@ -282,6 +301,16 @@ class FeatureStore:
                 )
                 for kind, node, relation in inputs
             ]
+            if run_id is not None:
+                edges.append(
+                    LineageEdge(
+                        src_kind=NodeKind.DATASET,
+                        src_id=version.node_id,
+                        relation="input:features",
+                        dst_kind=NodeKind.RUN,
+                        dst_id=run_id,
+                    )
+                )
             self._lineage.record(conn, edges)
         return table
 
@@ -522,3 +551,21 @@ def _remove(uri: str, s3_endpoint_url: str | None) -> None:
         Location(s3_endpoint_url=s3_endpoint_url).s3fs().rm(uri)
     else:
         Path(uri).unlink(missing_ok=True)
+
+
+def _functions_file(catalog: Catalog) -> str | None:
+    """The one file the catalog's on-demand functions are defined in, if they share one: where
+    another process (a server) imports them from when it meets the registered feature."""
+    import inspect
+
+    files = set()
+    for od in catalog.on_demand.values():
+        if isinstance(od, OnDemandFeature):
+            try:
+                files.add(inspect.getsourcefile(od.function))
+            except TypeError:  # a builtin or C function has no file
+                return None
+    if len(files) != 1:
+        return None
+    (found,) = files
+    return str(Path(found).resolve()) if found else None

@@ -1,4 +1,5 @@
-"""What a running step can ask of the runner: checkpoints that survive its worker.
+"""What a running step can ask of the runner: checkpoints that survive its worker, and the
+workspace's feature store.
 
 A long step declares a parameter annotated :class:`StepContext` and the runner passes one in:
 
@@ -16,6 +17,15 @@ Checkpoints go to the artifact store under a name derived from the pipeline run,
 its cache key, so a retry of the step (after a preemption, a killed worker or ``--resume`` of
 the whole pipeline) finds the latest one, on whichever machine it runs; a changed step (a new
 cache key) never restores a stale one. The last ``keep`` are kept.
+
+``ctx.features`` is the workspace's feature store, opened in the worker from the settings the
+runner hands it (a step that builds its training set through a feature service reads the very
+definitions serving reads). Outside a pipeline there is no workspace to open:
+
+>>> StepContext().features
+Traceback (most recent call last):
+...
+lockgate.errors.InvalidInputError: ctx.features is only available to a step a pipeline runs; call the step's work with ws.features instead
 """
 
 from __future__ import annotations
@@ -30,9 +40,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from lockgate.errors import UserCodeError
+from lockgate.config import Settings
+from lockgate.errors import InvalidInputError, UserCodeError
+
+if TYPE_CHECKING:
+    from lockgate.features import FeatureStore
 
 __all__ = ["ContextSpec", "Preempted", "StepContext", "StepTimeout", "is_context_annotation", "step_signals"]
 
@@ -59,6 +73,7 @@ class ContextSpec:
     interval: float = 0.0
     attempt: int = 1
     step_run_id: str = ""
+    settings: Settings | None = None  # the workspace's, for ctx.features
 
 
 class StepContext:
@@ -74,6 +89,7 @@ class StepContext:
         self.restored_from: int | None = None
         self.attachments: list[tuple[str, str, int]] = []  # (name, sha256, size), kept with the step run
         self.files: dict[str, bytes] = {}  # outside a pipeline: what log_artifact was given
+        self._workspace: Any = None
 
     #: The default for a step's context parameter (``ctx: StepContext = StepContext.INJECTED``),
     #: so type checkers accept calls that leave it out: the runner, or a direct call outside a
@@ -99,6 +115,33 @@ class StepContext:
 
             self._store = ArtifactStore(self.spec.artifact_root, s3_endpoint_url=self.spec.s3_endpoint_url)
         return self._store
+
+    @property
+    def features(self) -> FeatureStore:
+        """The workspace's feature store (``ws.features``), opened on first use in this worker.
+
+        Its writes (a training set's data set version and lineage, computed views) go to the
+        workspace's own stores; pass ``run_id=ctx.run_id`` to ``training_set`` to link the
+        training set to this step's run.
+        """
+        if self._workspace is None:
+            if self.spec is None or self.spec.settings is None:
+                raise InvalidInputError(
+                    "ctx.features is only available to a step a pipeline runs; "
+                    "call the step's work with ws.features instead"
+                )
+            # Imported here: the composition root is needed only by steps that ask for it.
+            from lockgate.workspace import Workspace
+
+            self._workspace = Workspace(self.spec.settings)
+        store: FeatureStore = self._workspace.features
+        return store
+
+    def close(self) -> None:
+        """Release what the step opened through its context (the workspace behind ``features``)."""
+        if self._workspace is not None:
+            self._workspace.close()
+            self._workspace = None
 
     def _names(self) -> list[str]:
         assert self.spec is not None

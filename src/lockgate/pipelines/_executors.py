@@ -3,10 +3,11 @@
 
 A worker receives a :class:`Task` (the step, its input values, where its checkpoints go and
 its timeout) and sends back the encoded output, its stdout and stderr, and where and when it
-ran. It never touches the metadata database: all recording happens in the runner's process,
-in one place. A worker that dies (SIGKILL, out of memory, a lost node) shows up as an
-exception the executor ``recover``s from; the runner then runs the step again from its
-latest checkpoint.
+ran. It never records anything about the step: all recording happens in the runner's process,
+in one place (a step that asks for ``ctx.features`` does reach the workspace's stores, through
+the feature store, which records the training sets it builds). A worker that dies (SIGKILL,
+out of memory, a lost node) shows up as an exception the executor ``recover``s from; the
+runner then runs the step again from its latest checkpoint.
 """
 
 from __future__ import annotations
@@ -136,6 +137,10 @@ def run_task(task: Task, *, preemptible: bool = True) -> TaskResult:
                     with contextlib.suppress(Exception):
                         context.flush()  # the retry resumes from the newest state there is
                 raise
+            finally:
+                if context is not None:
+                    with contextlib.suppress(Exception):
+                        context.close()
         value = encode(returned)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):

@@ -156,6 +156,11 @@ class _Runner:
         self.repo = PipelineRepository()
         self.runs_repo = RunRepository()
         self.env_hash = capture_environment().hash
+        # For ctx.features in the workers: the workspace's settings, its folder made absolute so
+        # a worker started from another directory opens the same one, acting as the runner does.
+        self.settings = ws.settings.model_copy(
+            update={"home": ws.settings.home.resolve(), "identity": ws.settings.actor}
+        )
         self.sources: dict[str, str] = {}
         self.data_hashes: dict[str, str] = {}  # DataRef.key -> content hash, taken once per run
 
@@ -272,6 +277,9 @@ class _Runner:
             interval=step_.checkpoint_interval,
             attempt=attempt.number,
             step_run_id=attempt.step_run.id,
+            # Only a step that takes a context can open the workspace (the settings may hold a
+            # database URL with its password: they travel no further than they must).
+            settings=self.settings if step_.context_param is not None else None,
         )
         attempt.started = time.time()
         task = Task(step_, self._materialize(attempt.node, outputs), spec, step_.timeout)

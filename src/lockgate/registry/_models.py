@@ -1,5 +1,10 @@
 """The model registry: numbered versions, aliases that move through one audited path, and
-loading that proves the bytes are the ones registered."""
+loading that proves the bytes are the ones registered.
+
+A version is bound to the feature service it was trained through in the transaction that
+registers it (see :meth:`ModelRegistry.register`), so serving can always ask the feature store
+which service a version reads: ``ws.features.service_of("models:/fraud/3")``.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from lockgate.audit import AuditLog
 from lockgate.clock import now_millis
 from lockgate.entities import LineageEdge, ModelVersion, NodeKind
 from lockgate.errors import ConflictError, InvalidInputError, LockgateError, NotFoundError, UserCodeError
+from lockgate.features import FeatureRegistry
 from lockgate.lineage import LineageService, Node
 from lockgate.refs import ModelRef, is_valid_alias, is_valid_name, parse_model_ref
 from lockgate.registry._flavors import deserialize, flavor_of, serialize
@@ -50,6 +56,8 @@ class ModelRegistry:
         self._repo = ModelRepository()
         self._runs = RunRepository()
         self._hooks: builtins.list[AliasHook] = list(hooks)
+        # Bindings are the feature registry's records; registering binds through it.
+        self._features = FeatureRegistry(db, audit, lineage, actor=actor)
 
     def add_alias_hook(self, hook: AliasHook) -> None:
         """Call ``hook`` before every alias move (promotion gates plug in here)."""
@@ -80,9 +88,21 @@ class ModelRegistry:
         input_example: Any | None = None,
         features: Sequence[str] | None = None,
         description: str | None = None,
+        feature_service: str | None = None,
     ) -> ModelVersion:
-        """Store ``model`` and register it as the next version of ``name``."""
+        """Store ``model`` and register it as the next version of ``name``.
+
+        The version is bound to a feature service in the same transaction (``lockgate features
+        show SERVICE`` lists it; serving finds the service with
+        :meth:`FeatureStore.service_of <lockgate.features.FeatureStore.service_of>`):
+        ``feature_service`` names it; by default it is the service the training data came
+        through, found upstream of ``run_id`` in lineage (a training set built with
+        ``ws.features.training_set(..., run_id=...)``, or logged to the run with
+        ``run.log_dataset``). A run whose lineage reaches several services must name one.
+        """
         _check_name(name)
+        if feature_service is None and run_id is not None:
+            feature_service = self._service_trained_through(run_id)
         signature = infer_signature(model, input_example)
         stored = self._artifacts.put_bytes(serialize(model))
         # Kept so serving can check a converted model against the one registered.
@@ -152,7 +172,21 @@ class ModelRegistry:
                 object_id=node,
                 details={"run": run_id, "sha256": stored.sha256, "flavor": flavor},
             )
+            if feature_service is not None:
+                self._features.bind_in(conn, feature_service, ModelRef(name, version))
         return self.get(f"models:/{name}/{version}")
+
+    def _service_trained_through(self, run_id: str) -> str | None:
+        """The one feature service upstream of ``run_id`` in lineage, or None when there is none."""
+        graph = self._lineage.walk(Node(NodeKind.RUN, run_id), direction="upstream")
+        names = sorted({n.id.rpartition("@")[0] for n in graph.nodes if n.kind == NodeKind.FEATURE_SERVICE})
+        if len(names) > 1:
+            raise InvalidInputError(
+                f"the training data of run '{run_id[:8]}' came through several feature services "
+                f"({', '.join(names)}); name the one serving uses: "
+                "ws.models.register(model, name=..., run_id=..., feature_service='NAME')"
+            )
+        return names[0] if names else None
 
     # -- finding -----------------------------------------------------------------------------
 

@@ -1,8 +1,11 @@
-"""Card features computed from raw transactions: the training pipeline's DuckDB query, and
-the same aggregates declared for the feature store (``lockgate features apply`` on this file).
+"""The fraud model's inputs: the card features, defined once for the feature store
+(``lockgate features apply`` on this file), and the fields each transaction brings itself.
 
-One definition serves training and serving, which is how training-serving skew is kept out:
-the windows only look backwards from each transaction, so no feature ever sees the future.
+The card features (velocity, the card's 7-day spend and the amount against it) exist in one
+place only, the definitions below. Training builds its training set through the feature
+service ``fraud_v1`` with a point-in-time join (``train.feature_frame``) and serving looks
+the same service up online, so training and serving cannot compute them differently. The
+transaction's own fields (:func:`request_fields`) come with every request.
 """
 
 from __future__ import annotations
@@ -26,15 +29,17 @@ from lockgate.features import (
 )
 
 __all__ = [
+    "CARD_FEATURES",
     "CATEGORICAL",
     "FEATURES",
     "NUMERIC",
+    "REQUEST_FIELDS",
     "amount_ratio",
     "card",
     "card_aggregates",
-    "card_features",
     "definitions",
     "fraud_v1",
+    "request_fields",
 ]
 
 NUMERIC = [
@@ -49,13 +54,15 @@ NUMERIC = [
 ]
 CATEGORICAL = ["merchant_category", "channel"]
 FEATURES = CATEGORICAL + NUMERIC
+"""The model's input columns, in the order it is fitted on."""
+CARD_FEATURES = ["txn_count_1h", "txn_count_24h", "avg_amount_7d", "amount_ratio"]
+"""The inputs the feature service ``fraud_v1`` gives (looked up per card online)."""
+REQUEST_FIELDS = [name for name in FEATURES if name not in CARD_FEATURES]
+"""The inputs that come with the transaction itself."""
 
+# ``is_foreign`` compares the country with the card's first one; that history is not in the
+# feature store yet, so it is still computed here (see README.md).
 _SQL = """
-WITH base AS (
-    SELECT *,
-           first_value(country) OVER (PARTITION BY card_id ORDER BY ts) AS home_country
-    FROM tx
-)
 SELECT
     transaction_id,
     card_id,
@@ -65,25 +72,19 @@ SELECT
     amount,
     CAST(hour(ts) AS DOUBLE) AS hour,
     CAST(hour(ts) < 6 AS DOUBLE) AS is_night,
-    CAST(country <> home_country AS DOUBLE) AS is_foreign,
-    CAST(count(*) OVER w1h AS DOUBLE) AS txn_count_1h,
-    CAST(count(*) OVER w24h AS DOUBLE) AS txn_count_24h,
-    coalesce(avg(amount) OVER w7d, amount) AS avg_amount_7d,
-    amount / coalesce(avg(amount) OVER w7d, amount) AS amount_ratio
-FROM base
-WINDOW
-    w1h AS (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL 1 HOUR PRECEDING AND CURRENT ROW),
-    w24h AS (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL 24 HOURS PRECEDING AND CURRENT ROW),
-    w7d AS (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL 7 DAYS PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING)
+    CAST(country <> first_value(country) OVER (PARTITION BY card_id ORDER BY ts, transaction_id) AS DOUBLE)
+        AS is_foreign
+FROM tx
 ORDER BY ts, transaction_id
 """
 
 
-def card_features(transactions: pa.Table) -> pa.Table:
-    """Per-transaction features: velocity, amount relative to the card's habit, time of day.
+def request_fields(transactions: pa.Table) -> pa.Table:
+    """Each transaction's own fields as the model reads them: category, channel, amount, the
+    hour of day (UTC) and whether the country is not the card's first one.
 
     >>> from lockgate.examples.fraud.data import generate
-    >>> card_features(generate(days=3, cards=50, shift_days=0).transactions).column_names[:3]
+    >>> request_fields(generate(days=3, cards=50, shift_days=0).transactions).column_names[:3]
     ['transaction_id', 'card_id', 'ts']
     """
     with duckdb.connect() as con:
@@ -131,7 +132,11 @@ def _views(transactions: str) -> tuple[FeatureView, FeatureService]:
 card_aggregates, fraud_v1 = _views("data/transactions/")
 
 
-def definitions(data: Path) -> list[Entity | FeatureView | OnDemandFeature | FeatureService]:
-    """The same definitions, reading the transactions under ``data`` (as the demo lays it out)."""
-    aggregates, service = _views(str(data / "transactions"))
+def definitions(transactions: str | Path) -> list[Entity | FeatureView | OnDemandFeature | FeatureService]:
+    """The same definitions, reading the daily batches in the folder ``transactions``.
+
+    >>> [d.name for d in definitions("data/transactions")]
+    ['card', 'card_aggregates', 'amount_ratio', 'fraud_v1']
+    """
+    aggregates, service = _views(str(transactions))
     return [card, aggregates, amount_ratio, service]

@@ -3,6 +3,10 @@
 Run it with ``lockgate pipeline run examples/fraud/pipeline.py --param transactions=... ``
 (``lockgate demo`` writes the data and runs it). Every step is cached by its code, inputs,
 parameters and environment, so a second run with nothing changed reuses every output.
+
+The card features come through the workspace's feature store (feature service ``fraud_v1``,
+defined in features.py), the same definitions serving looks up online; a model version
+registered from the ``train_model`` step's run is bound to that service automatically.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from pathlib import Path
 import pyarrow as pa
 from sklearn.pipeline import Pipeline as SklearnPipeline
 
+from lockgate.examples.fraud import features as fraud_features
 from lockgate.examples.fraud import train as training
-from lockgate.examples.fraud.features import card_features
 from lockgate.pipelines import DataRef, StepContext, contract_gate, pipeline, step
 
 __all__ = ["build_features", "evaluate", "fraud", "load", "train_model", "training_set"]
@@ -29,9 +33,12 @@ def load(source: DataRef) -> pa.Table:
 
 
 @step
-def build_features(transactions: pa.Table) -> pa.Table:
-    """Per-transaction card features, computed in DuckDB, looking only backwards."""
-    return card_features(transactions)
+def build_features(transactions: pa.Table, source: DataRef, ctx: StepContext = StepContext.INJECTED) -> pa.Table:
+    """Each transaction with its own fields and the card features of feature service
+    ``fraud_v1`` as they stood just before it: a point-in-time join in the workspace's
+    feature store, over the views lockgate computes from the batches at ``source``."""
+    definitions = fraud_features.definitions(source.uri)
+    return training.feature_frame(ctx.features, transactions, definitions, run_id=ctx.run_id)
 
 
 @step
@@ -81,6 +88,6 @@ def fraud(
     # The gate stands between the raw batches and everything downstream: a batch that breaks
     # an error-level rule of the contract stops the run here, before features and training.
     checked = contract_gate(load(transactions), contract, now=validated_at)
-    frame = training_set(build_features(checked), load(labels), as_of=as_of)
+    frame = training_set(build_features(checked, transactions), load(labels), as_of=as_of)
     model = train_model(frame, max_iter=max_iter, learning_rate=learning_rate)
     return {"model": model, "metrics": evaluate(model, frame)}

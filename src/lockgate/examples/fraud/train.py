@@ -1,5 +1,8 @@
 """Train the fraud model on what was known at training time, and record everything.
 
+The card features come from the feature store: each transaction is an entity row at the
+moment just before it, joined point in time with the feature service ``fraud_v1``
+(:func:`feature_frame`), exactly what serving looks up online when that transaction arrives.
 The labels are the ones that had arrived by ``as_of``: the last 30 days are only partly
 labelled (chargebacks come late), so the model is fitted on the fully labelled window
 before that, and validated on its last fifth, split by time, never at random.
@@ -7,9 +10,11 @@ before that, and validated on its last fifth, split by time, never at random.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,12 +27,28 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from lockgate.entities import DatasetVersion, ModelVersion
-from lockgate.errors import InvalidInputError
-from lockgate.examples.fraud.data import FraudData, labels_known_at
-from lockgate.examples.fraud.features import CATEGORICAL, FEATURES, NUMERIC, card_features
+from lockgate.errors import ConflictError, InvalidInputError
+from lockgate.examples.fraud.data import FraudData, labels_known_at, write_daily_parquet
+from lockgate.examples.fraud.features import CATEGORICAL, FEATURES, NUMERIC, request_fields
+from lockgate.examples.fraud.features import definitions as fraud_definitions
+from lockgate.features import FeatureService, FeatureStore
 from lockgate.workspace import Workspace
 
-__all__ = ["DEFAULT_PARAMS", "TrainResult", "build_model", "fit_in_epochs", "train", "training_frame"]
+__all__ = [
+    "DEFAULT_PARAMS",
+    "TrainResult",
+    "build_model",
+    "entity_rows",
+    "evaluate",
+    "feature_frame",
+    "fit",
+    "fit_in_epochs",
+    "input_example",
+    "labelled_frame",
+    "split",
+    "train",
+    "training_frame",
+]
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "max_iter": 200,
@@ -37,8 +58,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "random_state": 0,
 }
 _LABEL_WINDOW = timedelta(days=30)
-# What serving will look up per card (the rest of the inputs come with the request itself).
-FEATURE_REFS = [f"card_features:{name}" for name in NUMERIC if name != "amount"]
+_JUST_BEFORE = pa.scalar(timedelta(microseconds=1))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +89,47 @@ def build_model(params: dict[str, Any]) -> Pipeline:
     return Pipeline([("encode", encode), ("boost", boost)])
 
 
+def entity_rows(transactions: pa.Table) -> pa.Table:
+    """The transactions as serving meets them: each one's own fields (:func:`request_fields`)
+    and its card, at ``event_timestamp``, one microsecond before the transaction.
+
+    The card's features are looked up as they stood just before the transaction, without it:
+    when serving scores a transaction, the online store does not hold it yet.
+    """
+    fields = request_fields(transactions)
+    return fields.append_column("event_timestamp", pc.subtract(fields["ts"], _JUST_BEFORE))
+
+
+def feature_frame(
+    store: FeatureStore,
+    transactions: pa.Table,
+    definitions: Sequence[Any],
+    *,
+    run_id: str | None = None,
+) -> pa.Table:
+    """Every transaction with the model's inputs: its own fields, and the card features of the
+    feature service in ``definitions`` as of just before it (a point-in-time join in ``store``).
+
+    The definitions must be the registered ones, which serving reads: those not registered yet
+    (a fresh workspace, a reproduction) are applied; one that differs from its registered
+    version is refused, to be applied on purpose first. The training set is recorded in
+    lineage, linked to ``run_id`` when given.
+    """
+    plan = store.apply(definitions, dry_run=True)
+    if plan.changed:
+        first = plan.changed[0]
+        what = "; ".join(str(f) for f in first.fields[:3])
+        raise ConflictError(
+            f"{first.kind.replace('_', ' ')} '{first.name}' differs from its registered version, which serving "
+            f"reads ({what}); apply the definitions first (lockgate features apply, or ws.features.apply), "
+            "then train"
+        )
+    store.apply(definitions)  # registers what is new; this process then runs their on-demand functions
+    (service,) = [d for d in definitions if isinstance(d, FeatureService)]
+    table = store.training_set(entity_rows(transactions), service, run_id=run_id)
+    return table.sort_by([("ts", "ascending"), ("transaction_id", "ascending")])
+
+
 def labelled_frame(features: pa.Table, labels: pa.Table, *, as_of: datetime) -> pa.Table:
     """Features joined with the labels known at ``as_of`` (``label_ts <= as_of``), keeping
     only rows old enough to be fully labelled."""
@@ -81,8 +142,24 @@ def labelled_frame(features: pa.Table, labels: pa.Table, *, as_of: datetime) -> 
 
 
 def training_frame(data: FraudData, *, as_of: datetime) -> pa.Table:
-    """Features joined with the labels known at ``as_of``, fully labelled rows only."""
-    return labelled_frame(card_features(data.transactions), data.labels, as_of=as_of)
+    """Features joined with the labels known at ``as_of``, fully labelled rows only, built
+    through the feature store of a scratch workspace in a temporary folder (for tests and
+    notebooks; :func:`train` uses the caller's workspace)."""
+    with tempfile.TemporaryDirectory(prefix="lockgate-fraud-") as tmp:
+        transactions = data.transactions.drop_columns(["is_fraud"])
+        folder = Path(tmp) / "transactions"
+        write_daily_parquet(transactions, folder)
+        with Workspace.open(Path(tmp) / "ws") as ws:
+            features = feature_frame(ws.features, transactions, fraud_definitions(folder))
+    return labelled_frame(features, data.labels, as_of=as_of)
+
+
+def input_example(frame: pa.Table, rows: int = 5) -> Any:
+    """The registration example: the model's inputs for the first ``rows`` rows that have every
+    feature (a card with history), numbers as float64, as the model is fitted on them."""
+    complete = frame.select(FEATURES).drop_null().slice(0, rows)
+    numbers = [pa.field(n, pa.float64()) if n in NUMERIC else complete.schema.field(n) for n in FEATURES]
+    return complete.cast(pa.schema(numbers)).to_pandas()
 
 
 def split(frame: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -164,21 +241,28 @@ def train(
     ws: Workspace,
     data: FraudData,
     *,
+    source: str | Path,
     as_of: datetime,
     params: dict[str, Any] | None = None,
     model_name: str = "fraud",
     experiment: str = "fraud",
     run_name: str = "train-fraud",
 ) -> TrainResult:
-    """Fit, evaluate, and log data set, params, metrics and model in one run."""
+    """Fit, evaluate, and log data sets, params, metrics and model in one run.
+
+    ``source`` is the folder holding ``data``'s daily batches (``write_daily_parquet``), which
+    the feature views read; the model version is bound to ``fraud_v1``, the feature service its
+    training set came through.
+    """
     params = {**DEFAULT_PARAMS, **(params or {})}
-    frame = training_frame(data, as_of=as_of)
-    train_t, valid_t = split(frame)
-    x_valid = valid_t.select(FEATURES).to_pandas()
+    transactions = data.transactions.drop_columns(["is_fraud"])
 
     with ws.start_run(run_name, experiment=experiment, params=params) as run:
+        features = feature_frame(ws.features, transactions, fraud_definitions(source), run_id=run.id)
+        frame = labelled_frame(features, data.labels, as_of=as_of)
+        train_t, valid_t = split(frame)
         run.log_params({"as_of": as_of.isoformat(), "features": ",".join(FEATURES), "split": "time 80/20"})
-        run.log_dataset(data.transactions.drop_columns(["is_fraud"]), name="transactions", role="source")
+        run.log_dataset(transactions, name="transactions", role="source")
         run.log_dataset(
             labels_known_at(data, as_of).select(["transaction_id", "is_fraud", "label_ts"]),
             name="labels",
@@ -197,8 +281,8 @@ def train(
         mv = run.log_model(
             model,
             name=model_name,
-            input_example=x_valid.head(5),
-            features=FEATURE_REFS,
+            input_example=input_example(valid_t),
+            features=FEATURES,
             description="HistGradientBoosting on card velocity, amount and time-of-day features",
         )
     return TrainResult(
