@@ -50,6 +50,10 @@ class Settings(BaseSettings):
         default=None,
         description="Folder or s3://bucket/prefix for computed and pushed feature rows; a folder in the workspace by default.",
     )
+    prediction_log: str | None = Field(
+        default=None,
+        description="Folder or s3://bucket/prefix where servers log every online prediction; a folder in the workspace by default.",
+    )
     online_store_url: str | None = Field(
         default=None,
         description="The online feature store: redis://host:port/db, or sqlite:///path; SQLite in the workspace by default.",
@@ -103,6 +107,10 @@ class Settings(BaseSettings):
         return self.offline_store or str(self.home.resolve() / "offline")
 
     @property
+    def resolved_prediction_log(self) -> str:
+        return self.prediction_log or str(self.home.resolve() / "predictions")
+
+    @property
     def actor(self) -> str:
         """The identity every write is recorded under."""
         return self.identity or f"user:{_os_user()}"
@@ -139,7 +147,7 @@ def _relative_to(folder: Path, values: dict[str, Any]) -> dict[str, Any]:
     key = values.get("audit_key_file")
     if isinstance(key, str) and key and not Path(key).expanduser().is_absolute():
         values["audit_key_file"] = str(folder.resolve() / key)
-    for name in ("artifact_root", "offline_store"):
+    for name in ("artifact_root", "offline_store", "prediction_log"):
         root = values.get(name)
         if isinstance(root, str) and root and "://" not in root and not Path(root).expanduser().is_absolute():
             values[name] = str(folder.resolve() / root)

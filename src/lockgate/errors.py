@@ -15,7 +15,8 @@ The tree::
     │   └── ContractViolation, ContractNotPassed, IncompatibleContract   data and contract gates
     ├── UnavailableError                     a database, object store or service cannot be reached
     │   ├── SchemaOutdatedError              the metadata database needs ``lockgate db upgrade``
-    │   └── StaleFeatures                    online features older than their ttl, fail-closed (503)
+    │   ├── StaleFeatures                    online features older than their ttl, fail-closed (503)
+    │   └── Overloaded                       a server's queue is full: retry after a moment (429)
     ├── PermissionDenied                     the acting identity may not do this
     └── UserCodeError                        code the user supplied (a step, a model) raised
         └── StepTimeout                      a pipeline step ran past its timeout
@@ -37,6 +38,7 @@ __all__ = [
     "InvalidReferenceError",
     "LockgateError",
     "NotFoundError",
+    "Overloaded",
     "ParamConflictError",
     "PermissionDenied",
     "SchemaOutdatedError",
@@ -99,6 +101,17 @@ class UnavailableError(LockgateError):
 
 class SchemaOutdatedError(UnavailableError):
     """The metadata database is behind this lockgate version and needs ``lockgate db upgrade``."""
+
+
+class Overloaded(UnavailableError):
+    """A server's bounded queue is full; the request was refused rather than left to wait.
+
+    The inference server answers 429 with ``Retry-After: retry_after``.
+    """
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PermissionDenied(LockgateError, PermissionError):

@@ -220,11 +220,16 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         "reproduced bit-for-bit",
         "7. Continuous training",
         "reason new_data",
-        "8. Lineage",
-        "9. Audit",
+        "8. Serving",
+        "answered 200",
+        "9. Lineage",
+        "10. Audit",
         "try next",
     ):
         assert chapter in out
+    # Every request of the burst was answered, and every scored row reached the prediction log.
+    assert " 0/" not in out
+    assert "predictions logged" in out
     ws = lg.Workspace.open(home / ".lockgate")
     assert ws.features.freshness(now=datetime(2026, 11, 28, tzinfo=UTC)).passed
     # The gate admitted today's batch and stopped both broken ones.

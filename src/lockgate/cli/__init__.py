@@ -19,6 +19,7 @@ from lockgate.cli._context import State, state
 from lockgate.cli._output import Output, human_bytes
 from lockgate.cli.demo import demo
 from lockgate.cli.lineage import lineage
+from lockgate.cli.serve import serve
 from lockgate.errors import LockgateError
 from lockgate.workspace import Workspace
 
@@ -45,6 +46,7 @@ app.add_typer(deploy.app, name="deploy")
 app.command("lineage")(lineage)
 app.command("reproduce")(pipeline.reproduce_command)
 app.command("demo")(demo)
+app.command("serve")(serve)
 
 
 def _version(value: bool) -> None:

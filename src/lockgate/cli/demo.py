@@ -26,6 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from lockgate.cli._context import state
+from lockgate.cli._demo_serving import serving_chapter
 from lockgate.cli._output import Output, human_bytes, short, table
 from lockgate.cli.lineage import render
 from lockgate.errors import ConflictError, InvalidInputError
@@ -80,7 +81,7 @@ def demo(
     # other command starts fast.
     from lockgate.data import report_html, verdict
     from lockgate.examples.fraud.data import generate, labels_known_at, write_daily_parquet
-    from lockgate.examples.fraud.features import FEATURES
+    from lockgate.examples.fraud.features import FEATURES, request_fields
     from lockgate.examples.fraud.features import definitions as feature_definitions
     from lockgate.examples.fraud.pipeline import CONTRACT
     from lockgate.examples.fraud.pipeline import fraud as fraud_pipeline
@@ -372,7 +373,20 @@ def demo(
     _, body, took = story.chapter("Continuous training", retrain_on_new_data)
     story.show(7, "Continuous training", body, f"{hint_env} lockgate triggers show new-transactions", took)
 
-    # 8. Lineage -----------------------------------------------------------------------------------
+    # 8. Serving -----------------------------------------------------------------------------------
+    def serve() -> tuple[None, Group, str]:
+        # The last day's transactions as a payment system would send them: the card and the
+        # transaction's own fields; the card's history comes from the online store.
+        last_day = data.transactions.filter(pc.greater_equal(data.transactions["ts"], data.end - timedelta(days=1)))
+        fields = request_fields(last_day.slice(0, 300)).drop_columns(["transaction_id", "ts"])
+        picked = [{k: v if isinstance(v, str) else float(v) for k, v in row.items()} for row in fields.to_pylist()]
+        _, body, summary = serving_chapter(ws, picked, now=data.end)
+        return None, body, summary
+
+    _, body, took = story.chapter("Serving", serve)
+    story.show(8, "Serving", body, f"{hint_env} lockgate serve --port 8080", took)
+
+    # 9. Lineage -----------------------------------------------------------------------------------
     def trace() -> tuple[None, Group, str]:
         graph = ws.lineage_of("models:/fraud@champion", direction="upstream")
         events = ws.openlineage("models:/fraud@champion", direction="upstream")
@@ -385,9 +399,9 @@ def demo(
         return None, Group(*trees, note), f"{len(graph.nodes)} nodes traced"
 
     _, body, took = story.chapter("Lineage", trace)
-    story.show(8, "Lineage", body, f"{hint_env} lockgate lineage models:/fraud@champion --format openlineage", took)
+    story.show(9, "Lineage", body, f"{hint_env} lockgate lineage models:/fraud@champion --format openlineage", took)
 
-    # 9. Audit ------------------------------------------------------------------------------------
+    # 10. Audit ------------------------------------------------------------------------------------
     def audit() -> tuple[None, Group, str]:
         report = ws.audit.verify()
         events = ws.audit.events(limit=6)
@@ -403,7 +417,7 @@ def demo(
         )
 
     _, body, took = story.chapter("Audit", audit)
-    story.show(9, "Audit", body, f"{hint_env} lockgate audit verify", took)
+    story.show(10, "Audit", body, f"{hint_env} lockgate audit verify", took)
 
     size = sum(o.size for o in ws.artifacts.iter_objects())
     summary = table(

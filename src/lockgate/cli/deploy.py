@@ -34,6 +34,10 @@ StaleOpt = Annotated[
     str | None,
     typer.Option("--stale-policy", help="fail_closed, default or last_known (default: each feature view's own)."),
 ]
+ContractOpt = Annotated[
+    str | None,
+    typer.Option("--contract", help="A registered data contract every request's rows must pass before scoring."),
+]
 
 
 def _settings(**options: Any) -> dict[str, Any]:
@@ -62,6 +66,7 @@ def create(
     max_queue: QueueOpt = None,
     feature_service: ServiceOpt = None,
     stale_policy: StaleOpt = None,
+    contract: ContractOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Deploy a model under a name (audited); a running server picks it up.
@@ -76,6 +81,7 @@ def create(
         max_queue=max_queue,
         feature_service=feature_service,
         stale_policy=stale_policy,
+        contract=contract,
     )
     deployment = ws.deployments.create(name, model, settings=settings)
     resolved = ws.deployments.resolve_many([deployment])[name]
@@ -135,6 +141,7 @@ def show(ctx: typer.Context, name: NameArg, as_json: JsonOpt = False) -> None:
                 ("max queue", s.max_queue),
                 ("stale policy", s.stale_policy or "each feature view's own"),
                 ("feature service", s.feature_service or "the one the model version is bound to"),
+                ("contract", s.contract or "none (the model's signature is checked)"),
                 ("created", f"{_when(deployment.created_at)} by {deployment.created_by}"),
                 ("updated", f"{_when(deployment.updated_at)} by {deployment.updated_by}"),
             ],
@@ -155,6 +162,7 @@ def update(
     max_queue: QueueOpt = None,
     feature_service: ServiceOpt = None,
     stale_policy: StaleOpt = None,
+    contract: ContractOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change a deployment's model or settings (only the options given); audited.
@@ -169,6 +177,7 @@ def update(
         max_queue=max_queue,
         feature_service=feature_service,
         stale_policy=stale_policy,
+        contract=contract,
     )
     before = ws.deployments.get(name)
     deployment = ws.deployments.update(name, model=model, settings=settings or None)

@@ -78,7 +78,9 @@ class ServingSettings:
     whichever comes first; past ``max_queue`` waiting requests a server sheds load.
     ``stale_policy`` overrides the feature views' own policy for online lookups (None keeps
     theirs), and ``feature_service`` names the service entity lookups use (None: the one the
-    model version is bound to).
+    model version is bound to). ``contract`` names a registered data contract every request's
+    rows must pass (its error-level rules) before they are scored; None checks the model's
+    signature only.
 
     >>> ServingSettings(max_batch_size=0)
     Traceback (most recent call last):
@@ -87,10 +89,11 @@ class ServingSettings:
     """
 
     max_batch_size: int = 32
-    max_wait_ms: int = 5
+    max_wait_ms: int = 0
     max_queue: int = 1024
     stale_policy: StalePolicy | None = None
     feature_service: str | None = None
+    contract: str | None = None
 
     def __post_init__(self) -> None:
         for name, low in (("max_batch_size", 1), ("max_wait_ms", 0), ("max_queue", 1)):
@@ -103,6 +106,8 @@ class ServingSettings:
             )
         if self.feature_service is not None and not is_valid_name(self.feature_service):
             raise InvalidInputError(f"feature service name {self.feature_service!r} is not valid")
+        if self.contract is not None and not is_valid_name(self.contract):
+            raise InvalidInputError(f"contract name {self.contract!r} is not valid")
 
     def merged(self, changes: ServingSettings | dict[str, Any] | None) -> ServingSettings:
         """These settings with ``changes`` applied: a mapping changes only the keys it names,

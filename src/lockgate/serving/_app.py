@@ -1,0 +1,534 @@
+"""The inference server's HTTP surface, as a bare ASGI application.
+
+Routes (every one in ``/openapi.json``)::
+
+    GET  /v2                                          server metadata
+    GET  /v2/health/live | /v2/health/ready           liveness, readiness
+    GET  /v2/models/{name}[/versions/{n}]             model metadata
+    GET  /v2/models/{name}[/versions/{n}]/ready       model readiness
+    POST /v2/models/{name}[/versions/{n}]/infer       Open Inference Protocol v2 (JSON or binary)
+    GET  /v1/endpoints                                the deployments served
+    POST /v1/endpoints/{name}/predict                 {"records": [...]} or {"entities": [...]}
+    GET  /metrics                                     Prometheus
+    GET  /openapi.json                                this list, as OpenAPI 3.1, per deployment
+
+It is a bare ASGI callable rather than a FastAPI app because the request path is the
+product here: routing by splitting the path, reading the body once and answering with
+pre-built headers keeps the server's own cost per request in the tens of microseconds, so a
+one-row request costs about what its model call does.
+
+Every answer carries ``x-request-id`` (the client's own when it sent a sane one). Every
+error is a JSON body ``{"error", "code", "request_id"}`` (``_wire.status_of`` maps errors to
+statuses): 4xx for what the client can fix, including 422 for rows a deployment's contract
+or the model's own input checks refuse; 429 and 503 with ``Retry-After``; 500 only for a
+custom model's own failure and for a bug (logged with its traceback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from lockgate._version import __version__
+from lockgate.errors import InvalidInputError, LockgateError, NotFoundError, UnavailableError
+from lockgate.serving._batch import Batch, batch_columns, check_entity_rows, column_kinds, from_records, from_v2_inputs
+from lockgate.serving._host import Endpoint, ModelHost, ServedModel
+from lockgate.serving._metrics import CONTENT_TYPE as METRICS_TYPE
+from lockgate.serving._metrics import ServerMetrics
+from lockgate.serving._openapi import openapi_document
+from lockgate.serving._predlog import LoggedRequest, PredictionLog
+from lockgate.serving._runtimes import Prediction
+from lockgate.serving._schemas import DeploymentDoc, ModelDoc, contract_rules
+from lockgate.serving._v2 import encode_response, parse_request
+from lockgate.serving._wire import (
+    RETRY_AFTER_UNAVAILABLE,
+    ContractFailed,
+    Disconnected,
+    ModelRejected,
+    Receive,
+    Scope,
+    Send,
+    allow,
+    first_line,
+    read_body,
+    request_headers,
+    status_of,
+    version_number,
+)
+
+__all__ = ["InferenceApp"]
+
+_log = logging.getLogger(__name__)
+
+_JSON = b"application/json"
+_OCTETS = b"application/octet-stream"
+_PREDICT_KEYS = frozenset({"records", "entities"})
+SAFE_INTEGER = 2**53 - 1  # the integers a float64 holds exactly, as JSON parsers read numbers
+_RETRY_NOT_READY = (b"retry-after", str(RETRY_AFTER_UNAVAILABLE).encode())
+
+
+class InferenceApp:
+    """The ASGI application: routes requests to the deployments a :class:`ModelHost` holds."""
+
+    def __init__(
+        self,
+        host: ModelHost,
+        metrics: ServerMetrics,
+        *,
+        prediction_log: PredictionLog | None = None,
+        max_body_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.host = host
+        self.metrics = metrics
+        self.prediction_log = prediction_log
+        self.max_body_bytes = max_body_bytes
+        self.draining = False
+        self._server_metadata = orjson.dumps(
+            {"name": "lockgate", "version": __version__, "extensions": ["binary_tensor_data"]}
+        )
+        self._openapi: tuple[Any, bytes] | None = None
+        self._entity_specs: dict[int, tuple[ServedModel, tuple[str, ...], tuple[str, ...]]] = {}
+        self._id_prefix = uuid.uuid4().hex[:20]
+        self._ids = itertools.count()
+
+    # -- ASGI ----------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.host.start()
+                except Exception as exc:  # noqa: BLE001 - whatever startup raised, uvicorn must hear it
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def shutdown(self) -> None:
+        """Stop taking traffic, score what is queued, and write the prediction log out."""
+        self.draining = True
+        await self.host.stop()
+        if self.prediction_log is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.prediction_log.close)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers = request_headers(scope)
+        request_id = self._request_id(headers.get("x-request-id"))
+        deployment, endpoint, version = "", "", ""
+        try:
+            method, parts = scope["method"], scope["path"].strip("/").split("/")
+            if parts[0] == "v2" and len(parts) >= 3 and parts[1] == "models":
+                deployment, endpoint = parts[2], "v2"
+                status, body, ctype, extra, version = await self._v2_model(
+                    method, parts, scope, receive, headers, request_id, started
+                )
+            elif parts[0] == "v1" and len(parts) == 4 and parts[1] == "endpoints" and parts[3] == "predict":
+                allow(method, "POST")
+                deployment, endpoint = parts[2], "predict"
+                status, body, ctype, extra, version = await self._predict(
+                    parts[2], scope, receive, headers, request_id, started
+                )
+            else:
+                status, body, ctype, extra = self._plain(method, parts)
+        except Disconnected:
+            return
+        except Exception as exc:  # noqa: BLE001 - every error becomes an answer; a bug a logged 500
+            status, code, extra = status_of(exc)
+            if status == 500 and code == "internal":
+                _log.exception("request %s %s failed", scope.get("method"), scope.get("path"))
+                message = f"internal error ({type(exc).__name__}); the server log has the details"
+            else:
+                message = str(exc)
+            body, ctype = orjson.dumps({"error": message, "code": code, "request_id": request_id}), _JSON
+            if deployment:
+                self.metrics.error(self._label(deployment), status, code)
+        if deployment:
+            self.metrics.request(
+                self._label(deployment), endpoint, version or "none", status, time.perf_counter() - started
+            )
+        response_headers = [
+            (b"content-type", ctype),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode()),
+            *extra,
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _request_id(self, sent: str | None) -> str:
+        """The client's ``x-request-id`` when it is a sane one (1-128 printable ASCII
+        characters), else a new id: this process's random prefix and a counter, unique
+        across workers and restarts at a tenth of ``uuid4``'s cost."""
+        if sent and len(sent) <= 128 and sent.isascii() and sent.isprintable():
+            return sent
+        return f"{self._id_prefix}{next(self._ids):012x}"
+
+    def _label(self, deployment: str) -> str:
+        """The metrics label of a deployment name from a URL: unknown names share one label,
+        so a client probing names cannot grow the metrics without bound."""
+        return deployment if deployment in self.host.endpoints else "(unknown)"
+
+    def _plain(self, method: str, parts: list[str]) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+        path = "/".join(parts)
+        if path == "v2":
+            allow(method, "GET")
+            return 200, self._server_metadata, _JSON, []
+        if path == "v2/health/live":
+            allow(method, "GET")
+            return 200, b'{"live":true}', _JSON, []
+        if path == "v2/health/ready":
+            allow(method, "GET")
+            if self.host.ready and not self.draining:
+                return 200, b'{"ready":true}', _JSON, []
+            return 503, b'{"ready":false}', _JSON, [_RETRY_NOT_READY]
+        if path == "v1/endpoints":
+            allow(method, "GET")
+            return 200, orjson.dumps({"endpoints": self._endpoints()}), _JSON, []
+        if path == "metrics":
+            allow(method, "GET")
+            return 200, self.metrics.render(), METRICS_TYPE.encode(), []
+        if path == "openapi.json":
+            allow(method, "GET")
+            return 200, self._document(), _JSON, []
+        raise NotFoundError(f"no route /{path}; see /openapi.json for the routes")
+
+    def _endpoints(self) -> list[dict[str, Any]]:
+        out = []
+        for name, e in sorted(self.host.endpoints.items()):
+            out.append(
+                {
+                    "name": name,
+                    "model": e.deployment.primary.model,
+                    "versions": sorted(e.models),
+                    "serving": None if e.resolved.primary.version is None else e.resolved.primary.version,
+                    "ready": e.problem is None and bool(e.models),
+                    "problem": e.problem,
+                    "runtimes": {str(v): m.runtime.kind for v, m in sorted(e.models.items())},
+                }
+            )
+        return out
+
+    # -- Open Inference Protocol v2 ------------------------------------------------------------
+
+    async def _v2_model(
+        self,
+        method: str,
+        parts: list[str],
+        scope: Scope,
+        receive: Receive,
+        headers: Mapping[str, str],
+        request_id: str,
+        started: float,
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]], str]:
+        name, rest = parts[2], parts[3:]
+        version: int | None = None
+        if rest[:1] == ["versions"]:
+            if len(rest) < 2:
+                raise NotFoundError(f"no route /{'/'.join(parts)}; name a version: /v2/models/{name}/versions/N")
+            version = version_number(rest[1])
+            rest = rest[2:]
+        if len(rest) > 1 or (rest and rest[0] not in ("ready", "infer")):
+            raise NotFoundError(f"no route /{'/'.join(parts)}; see /openapi.json for the routes")
+        action = rest[0] if rest else "metadata"
+        allow(method, "POST" if action == "infer" else "GET")
+        endpoint = self.host.endpoint(name)
+        if action == "ready":
+            try:
+                served = endpoint.primary if version is None else endpoint.version(version)
+            except UnavailableError:
+                return 503, orjson.dumps({"name": name, "ready": False}), _JSON, [_RETRY_NOT_READY], ""
+            if self.draining or not self.host.ready:
+                return 503, orjson.dumps({"name": name, "ready": False}), _JSON, [_RETRY_NOT_READY], served.label
+            return 200, orjson.dumps({"name": name, "ready": True}), _JSON, [], served.label
+        served = endpoint.primary if version is None else endpoint.version(version)
+        if action == "metadata":
+            meta = {"name": name, "versions": [str(v) for v in sorted(endpoint.models)], **served.metadata}
+            return 200, orjson.dumps(meta), _JSON, [], served.label
+        body = await read_body(scope, receive, headers, self.max_body_bytes)
+        request = parse_request(body, headers.get("inference-header-content-length"))
+        if request.outputs and served.runtime.kind != "custom":  # a custom model may add outputs
+            known = [o["name"] for o in served.metadata["outputs"]]
+            unknown = [n for n in request.outputs if n not in known]
+            if unknown:
+                raise InvalidInputError(
+                    f"the model has no output {', '.join(unknown)}; ask for {', '.join(known)} or leave 'outputs' out"
+                )
+        batch = from_v2_inputs(request.inputs, served.runtime.signature)
+        prediction = await self._score(served, batch)
+        answer, header_length = encode_response(prediction, request, model_name=name, model_version=served.version)
+        self._record(served, "v2", request_id, started, batch, prediction, None)
+        if header_length is None:
+            return 200, answer, _JSON, [], served.label
+        return 200, answer, _OCTETS, [(b"inference-header-content-length", str(header_length).encode())], served.label
+
+    # -- friendly JSON -------------------------------------------------------------------------
+
+    async def _predict(
+        self,
+        name: str,
+        scope: Scope,
+        receive: Receive,
+        headers: Mapping[str, str],
+        request_id: str,
+        started: float,
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]], str]:
+        served = self.host.endpoint(name).primary
+        body = await read_body(scope, receive, headers, self.max_body_bytes)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInputError(f"the request body is not valid JSON ({exc}); send an object") from None
+        if not isinstance(payload, dict) or len(payload) != 1 or not payload.keys() <= _PREDICT_KEYS:
+            unknown = sorted(k for k in payload if k not in _PREDICT_KEYS) if isinstance(payload, dict) else []
+            raise InvalidInputError(
+                (f"the body has unknown key(s) {', '.join(map(repr, unknown))}; " if unknown else "")
+                + 'send {"records": [{feature: value, ...}]} or {"entities": [{key: value, ...}]}, exactly one of them'
+            )
+        entities: list[dict[str, Any]] | None = None
+        statuses: list[str] | None = None
+        hint = "; send values like those it was trained on"
+        if "records" in payload:
+            records = payload["records"]
+            if not isinstance(records, list):
+                raise InvalidInputError("'records' must be a list of objects of feature values")
+        else:
+            entities = payload["entities"]
+            records, statuses = self._look_up(served, entities)
+            missing = statuses.count("missing")
+            if missing:
+                hint = (
+                    f"; {missing} of the entities have no value for some feature, which the model got as null "
+                    "(materialize or push them, or give the views defaults and stale_policy 'default')"
+                )
+        batch = from_records(records, served.runtime.signature)
+        prediction = await self._score(served, batch, hint)
+        self._record(served, "predict", request_id, started, batch, prediction, entities)
+        answer: dict[str, Any] = {
+            "request_id": request_id,
+            "deployment": name,
+            "model": served.model,
+            "model_version": served.version,
+        }
+        if prediction.label is not None:
+            answer["predictions"] = prediction.label.tolist()
+        elif prediction.prediction is not None:
+            answer["predictions"] = prediction.prediction.tolist()
+        scores = _scores(prediction)
+        if scores is not None:
+            answer["scores"] = scores.tolist()
+        if statuses is not None:
+            answer["feature_status"] = statuses
+        return 200, orjson.dumps(answer), _JSON, [], served.label
+
+    def _look_up(self, served: ServedModel, entities: Any) -> tuple[list[dict[str, Any]], list[Any]]:
+        if served.feature_service is None:
+            raise InvalidInputError(
+                f"deployment '{served.deployment}' has no feature service to look entities up in; send 'records', "
+                f"or set one: lockgate deploy update {served.deployment} --feature-service NAME"
+            )
+        keys, fields = self._entity_inputs(served)
+        check_entity_rows(entities, keys, fields)
+        policy = self.host.endpoint(served.deployment).deployment.settings.stale_policy
+        result = self.host.ws.features.online(
+            served.feature_service, entities, policy=policy, now=self.host.feature_time
+        )
+        counts: dict[str, int] = {}
+        records = []
+        statuses = []
+        for row in result:
+            for status in row.statuses.values():
+                counts[status] = counts.get(status, 0) + 1
+            statuses.append(row.status)
+            records.append({**row.entity, **row.values})
+        self.metrics.feature_statuses(served.deployment, counts)
+        return records, statuses
+
+    def _entity_inputs(self, served: ServedModel) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The join keys and request fields an entity row of ``served``'s feature service
+        holds, read from the feature registry once per served model."""
+        cached = self._entity_specs.get(id(served))
+        if cached is None or cached[0] is not served:
+            assert served.feature_service is not None
+            if len(self._entity_specs) > 256:
+                self._entity_specs.clear()
+            keys, fields, provided = _service_inputs(self.host.ws, served.feature_service)
+            # Model inputs the service does not provide come with the request (a transaction's
+            # own amount or channel): an entity row carries them next to its keys.
+            taken = {*keys, *fields, *provided}
+            fields += tuple(n for n in served.runtime.signature.names if n not in taken)
+            cached = self._entity_specs[id(served)] = (served, keys, fields)
+        return cached[1], cached[2]
+
+    def _document(self) -> bytes:
+        """``/openapi.json``, rebuilt when the deployments served change (a swap replaces the
+        endpoint objects, so their identities are the cache key)."""
+        key = (self.host.loaded, tuple((name, id(e)) for name, e in sorted(self.host.endpoints.items())))
+        if self._openapi is None or self._openapi[0] != key:
+            docs = [self._deployment_doc(e) for _name, e in sorted(self.host.endpoints.items())]
+            self._openapi = (key, orjson.dumps(openapi_document(__version__, docs)))
+        return self._openapi[1]
+
+    def _deployment_doc(self, endpoint: Endpoint) -> DeploymentDoc:
+        try:
+            primary = endpoint.primary
+        except UnavailableError:  # answers 503 until it can serve
+            return DeploymentDoc(name=endpoint.name, primary=None, versions=())
+        keys: tuple[str, ...] | None = None
+        fields: tuple[str, ...] = ()
+        if primary.feature_service is not None:
+            try:
+                keys, fields = self._entity_inputs(primary)
+            except LockgateError:
+                keys = None  # the service is gone: entity lookups answer 404
+        return DeploymentDoc(
+            name=endpoint.name,
+            primary=_model_doc(primary),
+            versions=tuple(_model_doc(m) for _, m in sorted(endpoint.models.items())),
+            entity_keys=keys,
+            request_fields=fields,
+        )
+
+    # -- shared --------------------------------------------------------------------------------
+
+    async def _score(
+        self, served: ServedModel, batch: Batch, hint: str = "; send values like those it was trained on"
+    ) -> Prediction:
+        if self.draining:
+            raise UnavailableError("the server is shutting down; retry on another replica")
+        if served.contract is not None:
+            _check_contract(served, batch)
+        try:
+            prediction = await served.batcher.submit(batch)
+        except LockgateError:
+            raise
+        except (TypeError, ValueError) as exc:
+            # scikit-learn's own input checks (NaN, infinity, an unseen category) on rows that
+            # are well formed: the request's values, not the server, are what to change.
+            raise ModelRejected(
+                f"the model refused these rows ({type(exc).__name__}: {first_line(exc)}){hint}"
+            ) from exc
+        scores = _scores(prediction)
+        if scores is not None:
+            self.metrics.score(served.deployment, served.label, scores)
+        return prediction
+
+    def _record(
+        self,
+        served: ServedModel,
+        endpoint: str,
+        request_id: str,
+        started: float,
+        batch: Batch,
+        prediction: Prediction,
+        entities: list[dict[str, Any]] | None,
+    ) -> None:
+        if self.prediction_log is None:
+            return
+        self.prediction_log.write(
+            LoggedRequest(
+                request_id=request_id,
+                ts_ms=int(time.time() * 1000),
+                endpoint=endpoint,
+                deployment=served.deployment,
+                model=served.model,
+                version=served.version,
+                signature=served.runtime.signature,
+                batch=batch,
+                prediction=prediction,
+                latency_ms=(time.perf_counter() - started) * 1000.0,
+                entities=entities,
+            )
+        )
+
+
+def _model_doc(served: ServedModel) -> ModelDoc:
+    signature = served.runtime.signature
+    rules, required = contract_rules(served.contract, signature.names)
+    return ModelDoc(
+        version=served.version,
+        columns=tuple(column_kinds(signature).items()),
+        all_numeric=signature.all_numeric,
+        metadata=served.metadata,
+        rules=rules,
+        required=required,
+    )
+
+
+def _service_inputs(ws: Any, service: str) -> tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]:
+    """The join keys of the views a feature service reads, its on-demand features' request
+    fields, and the names of the features it answers with."""
+    catalog = ws.features.registry.current()
+    resolved = catalog.resolve(list(catalog.service(service).features))
+    view_features, fields = catalog.inputs_of(resolved)
+    keys: dict[str, None] = {}
+    for feature in view_features:
+        for entity in catalog.view(feature.view).entities:
+            keys.update(dict.fromkeys(entity.join_keys))
+    provided = frozenset({f.name for f in resolved} | {f"{f.view}__{f.name}" for f in resolved if f.view})
+    return tuple(keys), tuple(f for f in fields if f not in keys), provided
+
+
+def _check_contract(served: ServedModel, batch: Batch) -> None:
+    from lockgate.data import arrow_type, validate
+
+    contract = served.contract
+    signature = served.runtime.signature
+    columns = batch_columns(batch, signature)
+    arrays = {}
+    for column in signature.columns:
+        # The batch carries numbers as float64 (None as NaN): the contract sees its own types,
+        # with NaN as null, so an int64 column is int64 again, or a clear refusal.
+        spec = contract.columns.get(column.name)
+        target = column.type if spec is None else arrow_type(spec.type)
+        values = columns[column.name]
+        fits = not (pa.types.is_integer(target) and values.dtype.kind == "f" and (np.abs(values) > SAFE_INTEGER).any())
+        try:
+            arrays[column.name] = pa.array(values, from_pandas=True).cast(target) if fits else None
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            arrays[column.name] = None
+        if arrays[column.name] is None:
+            raise ContractFailed(
+                f"the request breaks contract '{contract.name}': feature '{column.name}' does not fit its type "
+                f"{target}; send {target} values"
+                + (f" within ±{SAFE_INTEGER:,}" if pa.types.is_integer(target) else "")
+            )
+    report = validate(pa.table(arrays), served.contract)
+    if not report.passed:
+        first = report.errors[0]
+        raise ContractFailed(
+            f"the request breaks contract '{report.contract_name}': {first.message}"
+            + (f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else "")
+        )
+
+
+def _scores(prediction: Prediction) -> np.ndarray[Any, Any] | None:
+    proba = prediction.probabilities
+    if proba is None:
+        return None
+    proba = np.asarray(proba)
+    if proba.ndim != 2 or proba.shape[1] == 0:
+        return None
+    return proba[:, 1] if proba.shape[1] == 2 else proba.max(axis=1)
