@@ -135,3 +135,18 @@ def test_a_sqlite_workspace_is_migrated_on_open(tmp_path: Path) -> None:
     with lg.Workspace.open(tmp_path / "ws") as ws:
         assert ws.backends()["metadata"] == "sqlite"
         assert os.path.exists(tmp_path / "ws" / "lockgate.db")
+
+
+def test_settings_sent_to_workers_carry_no_password_and_workers_complete_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockgate.config import strip_password, with_local_secrets
+
+    url = "postgresql://app:hunter2@db.internal:5432/ml?sslmode=require"
+    shipped = Settings.load(home=tmp_path, database_url=url).model_copy(update={"database_url": strip_password(url)})
+    assert "hunter2" not in shipped.model_dump_json()
+    assert strip_password("sqlite:////abs/lockgate.db") == "sqlite:////abs/lockgate.db"  # no password: untouched
+    monkeypatch.setenv("LOCKGATE_DATABASE_URL", url)  # the worker's own environment knows it
+    assert with_local_secrets(shipped).database_url == url
+    monkeypatch.setenv("LOCKGATE_DATABASE_URL", "postgresql://app:other@elsewhere/ml")  # another database
+    assert with_local_secrets(shipped).database_url == strip_password(url)

@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lockgate.errors import ConfigError
 
-__all__ = ["CONFIG_FILE", "DEFAULT_HOME", "Settings"]
+__all__ = ["CONFIG_FILE", "DEFAULT_HOME", "Settings", "redact_uri", "strip_password", "with_local_secrets"]
 
 DEFAULT_HOME = ".lockgate"
 CONFIG_FILE = "lockgate.toml"
@@ -172,3 +172,36 @@ def redact_uri(uri: str) -> str:
     if parts.password:
         uri = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
     return re.sub(r"(?i)(password=)[^&]*", r"\1***", uri)
+
+
+def strip_password(uri: str | None) -> str | None:
+    """``uri`` without its password (user part and ``password=`` query), for settings that
+    travel to other processes: the receiver supplies the secret from its own environment.
+
+    >>> strip_password("postgresql://app:hunter2@db:5432/ml?sslmode=require&password=x")
+    'postgresql://app@db:5432/ml?sslmode=require'
+    """
+    if uri is None or "://" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    out = uri
+    if parts.password is not None:  # string edits, not urlunsplit: it would eat sqlite:////'s slashes
+        host = parts.netloc.rsplit("@", 1)[1]
+        out = out.replace(parts.netloc, f"{parts.username}@{host}" if parts.username else host, 1)
+    out = re.sub(r"(?i)([?&])password=[^&]*&?", r"\1", out)
+    return re.sub(r"[?&]$", "", out)
+
+
+def with_local_secrets(shipped: Settings) -> Settings:
+    """Settings a worker received with passwords stripped, completed from the worker's own
+    environment and ``lockgate.toml`` when those name the same database and store."""
+    try:
+        local = Settings.load(home=shipped.home)
+    except Exception:  # noqa: BLE001 - no readable local settings: the shipped ones stand
+        return shipped
+    updates = {}
+    for key in ("database_url", "online_store_url"):
+        theirs = getattr(local, key)
+        if theirs and strip_password(theirs) == getattr(shipped, key):
+            updates[key] = theirs
+    return shipped.model_copy(update=updates)

@@ -38,11 +38,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from lockgate.config import Settings
+from lockgate.config import Settings, with_local_secrets
 from lockgate.errors import InvalidInputError, UserCodeError
 
 if TYPE_CHECKING:
@@ -73,7 +73,9 @@ class ContextSpec:
     interval: float = 0.0
     attempt: int = 1
     step_run_id: str = ""
-    settings: Settings | None = None  # the workspace's, for ctx.features
+    # The workspace's settings, for ctx.features. They may hold a database password: kept out
+    # of repr (and so out of logs and error messages); see the README's note on Ray workers.
+    settings: Settings | None = field(default=None, repr=False)
 
 
 class StepContext:
@@ -133,7 +135,7 @@ class StepContext:
             # Imported here: the composition root is needed only by steps that ask for it.
             from lockgate.workspace import Workspace
 
-            self._workspace = Workspace(self.spec.settings)
+            self._workspace = Workspace(with_local_secrets(self.spec.settings))
         store: FeatureStore = self._workspace.features
         return store
 

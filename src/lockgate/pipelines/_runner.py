@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.clock import now_millis
+from lockgate.config import strip_password
 from lockgate.entities import LineageEdge, NodeKind, RunStatus
 from lockgate.errors import ConflictError, InvalidInputError, UserCodeError
 from lockgate.hashing import canonical_json, sha256_bytes, sha256_file
@@ -158,8 +159,15 @@ class _Runner:
         self.env_hash = capture_environment().hash
         # For ctx.features in the workers: the workspace's settings, its folder made absolute so
         # a worker started from another directory opens the same one, acting as the runner does.
+        # No password travels with a task (Ray keeps tasks in its object store): the worker
+        # takes it from its own environment (see config.with_local_secrets).
         self.settings = ws.settings.model_copy(
-            update={"home": ws.settings.home.resolve(), "identity": ws.settings.actor}
+            update={
+                "home": ws.settings.home.resolve(),
+                "identity": ws.settings.actor,
+                "database_url": strip_password(ws.settings.database_url),
+                "online_store_url": strip_password(ws.settings.online_store_url),
+            }
         )
         self.sources: dict[str, str] = {}
         self.data_hashes: dict[str, str] = {}  # DataRef.key -> content hash, taken once per run
