@@ -463,3 +463,11 @@ def test_the_server_survived_every_bad_request(server: Server) -> None:
     assert answer.json()["outputs"][0]["shape"] == [2]
     assert server.process.poll() is None
     assert "Traceback" not in server.log.read_text()
+
+
+@pytest.mark.parametrize("depth", [990, 1020])
+def test_data_nested_a_thousand_levels_deep_is_bad_input_not_a_crash(server: Server, depth: int) -> None:
+    nested = "[" * depth + "1" + "]" * depth
+    body = f'{{"inputs": [{{"name": "input", "shape": [1, 6], "datatype": "FP32", "data": {nested}}}]}}'
+    assert_refused(send(server, "POST", V2, body.encode()), 400, "invalid_input", "nests values too deeply")
+    assert send(server, "GET", "/v2/health/live").status == 200

@@ -27,6 +27,7 @@ custom model's own failure and for a bug (logged with its traceback).
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
@@ -39,7 +40,7 @@ import orjson
 import pyarrow as pa
 
 from lockgate._version import __version__
-from lockgate.errors import InvalidInputError, LockgateError, NotFoundError, UnavailableError
+from lockgate.errors import InvalidInputError, LockgateError, NotFoundError, UnavailableError, UserCodeError
 from lockgate.serving._batch import Batch, batch_columns, check_entity_rows, column_kinds, from_records, from_v2_inputs
 from lockgate.serving._host import Endpoint, ModelHost, ServedModel
 from lockgate.serving._metrics import CONTENT_TYPE as METRICS_TYPE
@@ -160,6 +161,8 @@ class InferenceApp:
             if status == 500 and code == "internal":
                 _log.exception("request %s %s failed", scope.get("method"), scope.get("path"))
                 message = f"internal error ({type(exc).__name__}); the server log has the details"
+            elif isinstance(exc, RecursionError):
+                message = "the request nests values too deeply; send flat lists of values"
             else:
                 message = str(exc)
             body, ctype = orjson.dumps({"error": message, "code": code, "request_id": request_id}), _JSON
@@ -316,7 +319,7 @@ class InferenceApp:
                 raise InvalidInputError("'records' must be a list of objects of feature values")
         else:
             entities = payload["entities"]
-            records, statuses = self._look_up(served, entities)
+            records, statuses = await self._look_up(served, entities)
             missing = statuses.count("missing")
             if missing:
                 hint = (
@@ -343,7 +346,7 @@ class InferenceApp:
             answer["feature_status"] = statuses
         return 200, orjson.dumps(answer), _JSON, [], served.label
 
-    def _look_up(self, served: ServedModel, entities: Any) -> tuple[list[dict[str, Any]], list[Any]]:
+    async def _look_up(self, served: ServedModel, entities: Any) -> tuple[list[dict[str, Any]], list[Any]]:
         if served.feature_service is None:
             raise InvalidInputError(
                 f"deployment '{served.deployment}' has no feature service to look entities up in; send 'records', "
@@ -352,9 +355,18 @@ class InferenceApp:
         keys, fields = self._entity_inputs(served)
         check_entity_rows(entities, keys, fields)
         policy = self.host.endpoint(served.deployment).deployment.settings.stale_policy
-        result = self.host.ws.features.online(
-            served.feature_service, entities, policy=policy, now=self.host.feature_time
+        # The lookup reads the online store (Redis in scale-out) and the definitions: on a
+        # thread, so a slow store stalls this request, not every request of the worker.
+        lookup = functools.partial(
+            self.host.ws.features.online, served.feature_service, entities, policy=policy, now=self.host.feature_time
         )
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self.host.lookup_pool, lookup)
+        except UserCodeError as exc:
+            # An on-demand feature computed over the request's own fields failed on them.
+            raise InvalidInputError(
+                f"the entity rows' request fields do not fit the feature service '{served.feature_service}' ({exc})"
+            ) from None
         counts: dict[str, int] = {}
         records = []
         statuses = []
@@ -464,9 +476,20 @@ class InferenceApp:
         )
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _model_doc(served: ServedModel) -> ModelDoc:
     signature = served.runtime.signature
     rules, required = contract_rules(served.contract, signature.names)
+    if served.runtime.kind == "onnx":
+        # ONNX computes in float32: larger numbers are refused, so the document says so.
+        rules = {name: dict(rule) for name, rule in rules.items()}
+        for column in signature.columns:
+            if column.is_numeric:
+                rule = rules.setdefault(column.name, {})
+                rule["minimum"] = max(rule.get("minimum", -_FLOAT32_MAX), -_FLOAT32_MAX)
+                rule["maximum"] = min(rule.get("maximum", _FLOAT32_MAX), _FLOAT32_MAX)
     return ModelDoc(
         version=served.version,
         columns=tuple(column_kinds(signature).items()),

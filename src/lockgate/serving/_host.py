@@ -121,9 +121,11 @@ class ModelHost:
         first_loaded: _Flag | None = None,
         feature_service_of: Callable[[Workspace, str], str | None] | None = None,
         feature_time: datetime | None = None,
+        drain_seconds: float = 30.0,
     ) -> None:
         self.ws = ws
         self.feature_time = feature_time
+        self.drain_seconds = drain_seconds
         self.metrics = metrics
         self.prefer_onnx = prefer_onnx
         self.poll_seconds = poll_seconds
@@ -139,6 +141,7 @@ class ModelHost:
         self._revision = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lockgate-loader")
         self._model_pool = ThreadPoolExecutor(_MODEL_THREADS, thread_name_prefix="lockgate-model")
+        self.lookup_pool = ThreadPoolExecutor(4, thread_name_prefix="lockgate-lookup")
         self._task: asyncio.Task[None] | None = None
         self.reloads = 0
 
@@ -175,9 +178,18 @@ class ModelHost:
                 await self._task
         for endpoint in list(self.endpoints.values()):
             for served in endpoint.models.values():
-                await served.batcher.drain()
+                try:
+                    await asyncio.wait_for(served.batcher.drain(), self.drain_seconds)
+                except TimeoutError:
+                    _log.error(
+                        "deployment %s: %s still scoring after %.0f s at shutdown; leaving it",
+                        served.deployment,
+                        served.uri,
+                        self.drain_seconds,
+                    )
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._model_pool.shutdown(wait=False)
+        self.lookup_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self) -> None:
         while True:
@@ -220,17 +232,20 @@ class ModelHost:
             endpoint = await loop.run_in_executor(self._pool, self._build, resolved, current)
             self.endpoints[name] = endpoint
             if current is not None:
-                await self._retire(current, keep=tuple(id(m) for m in endpoint.models.values()))
+                await self._retire(current, keep=tuple(id(m) for m in endpoint.models.values()), now=endpoint)
                 self.reloads += 1
             changed += 1
         return changed
 
-    async def _retire(self, endpoint: Endpoint, *, keep: tuple[int, ...]) -> None:
+    async def _retire(self, endpoint: Endpoint, *, keep: tuple[int, ...], now: Endpoint | None = None) -> None:
+        # A reload with new settings serves the same version again: its model-info gauge stays 1.
+        still = {(m.model, m.label, m.runtime.kind) for m in now.models.values()} if now is not None else set()
         for served in endpoint.models.values():
             if id(served) in keep:
                 continue
             await served.batcher.drain()
-            self.metrics.serving(served.deployment, served.model, served.label, served.runtime.kind, False)
+            if (served.model, served.label, served.runtime.kind) not in still:
+                self.metrics.serving(served.deployment, served.model, served.label, served.runtime.kind, False)
 
     # -- loading (on the loader thread) --------------------------------------------------------
 

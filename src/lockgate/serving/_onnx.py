@@ -88,7 +88,11 @@ class OnnxRuntime(SignedRuntime):
 
     def _feeds(self, batch: Batch) -> dict[str, Any]:
         if self._matrix:
-            return {_INPUT: numeric_matrix(batch, self._signature).astype(np.float32)}
+            matrix = numeric_matrix(batch, self._signature)
+            with np.errstate(over="ignore"):
+                narrowed = matrix.astype(np.float32)
+            _check_narrowed(matrix, narrowed)
+            return {_INPUT: narrowed}
         cols = batch_columns(batch, self._signature)
         feeds: dict[str, Any] = {}
         for col in self._signature.columns:
@@ -98,7 +102,10 @@ class OnnxRuntime(SignedRuntime):
                 # OrdinalEncoder with unknown_value maps like any unseen category.
                 feeds[col.name] = np.array(["" if v is None else str(v) for v in values], dtype=object)[:, None]
             else:
-                feeds[col.name] = values.astype(np.float32).reshape(-1, 1)
+                wide = values.astype(np.float64, copy=False).reshape(-1, 1)
+                _check_narrowed(wide, wide)
+                with np.errstate(over="ignore"):
+                    feeds[col.name] = wide.astype(np.float32)
         return feeds
 
     @classmethod
@@ -171,3 +178,19 @@ def _short(exc: BaseException) -> str:
 
     root = exc.__cause__ or exc.__context__
     return line(exc) + (f" (caused by {line(root)})" if root is not None and root is not exc else "")
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_narrowed(wide: np.ndarray[Any, Any], _narrow: np.ndarray[Any, Any]) -> None:
+    """The ONNX model computes in float32: a finite value beyond its range would be scored as
+    infinity, so it is refused instead."""
+    # Past the largest float32 (a value may still round down to it): refused, as the document says.
+    with np.errstate(invalid="ignore"):
+        overflow = (np.abs(wide) > _FLOAT32_MAX) & np.isfinite(wide)
+    if overflow.any():
+        row, col = (int(i) for i in np.argwhere(overflow)[0])
+        raise InvalidInputError(
+            f"row {row}: value {wide[row, col]!r} is beyond the model's float32 range (about 3.4e38); send a smaller number"
+        )

@@ -151,8 +151,9 @@ def _ruled_value(datatype: str, rules: Mapping[str, Any]) -> dict[str, Any] | No
         return value
     if datatype == "BYTES":
         return {**value, **{k: v for k, v in rules.items() if k in ("enum", "pattern")}}
-    if datatype == "BOOL":
-        return None if {"minimum", "maximum", "enum"} & rules.keys() else value
+    if datatype == "BOOL":  # true and false are 1 and 0: possible unless the bounds leave one out
+        low, high = rules.get("minimum", 0), rules.get("maximum", 1)
+        return None if "enum" in rules or low > 0 or high < 1 else value
     if rules.get("type") == "integer":
         value["type"] = "integer"
     if "minimum" in rules:

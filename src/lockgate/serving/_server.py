@@ -242,6 +242,7 @@ def run_worker(
         prefer_onnx=options.prefer_onnx,
         poll_seconds=options.poll_seconds,
         feature_time=options.feature_time,
+        drain_seconds=max(options.graceful_seconds, 1.0),
         wait_until_loaded=join_when_loaded,
         first_loaded=first_loaded,
     )

@@ -75,6 +75,8 @@ def status_of(exc: BaseException) -> tuple[int, str, list[tuple[bytes, bytes]]]:
     """HTTP status, stable error code and extra headers for an error."""
     if isinstance(exc, Answer):
         return exc.status, exc.code, exc.headers
+    if isinstance(exc, RecursionError):  # JSON nested a thousand levels deep: the client's doing
+        return 400, "invalid_input", []
     if isinstance(exc, PayloadTooLarge):
         return 413, "payload_too_large", []
     if isinstance(exc, ContractFailed):
