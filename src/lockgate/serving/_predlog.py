@@ -45,9 +45,9 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -111,7 +111,11 @@ class PredictionLog:
         self._flush_seconds = flush_seconds
         self._max_rows = max_rows
         self._max_backlog = max_backlog
-        self._queue: queue.SimpleQueue[LoggedRequest | None] = queue.SimpleQueue()
+        # A deque, not a queue: appending never wakes the writer. A queue's get() woke it for
+        # every request, and each wake-up took the GIL from the event loop (a 140 ms p99 at
+        # 5,000 requests/s); the writer now wakes every _BUILD_SECONDS and takes what is there.
+        self._pending: deque[LoggedRequest] = deque()
+        self._stop = threading.Event()
         self._seq = 0
         self.rows_written = 0
         self.files_written = 0
@@ -124,7 +128,7 @@ class PredictionLog:
     def write(self, record: LoggedRequest) -> None:
         if self._closed:
             return
-        if self._queue.qsize() >= self._max_backlog:
+        if len(self._pending) >= self._max_backlog:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 10_000 == 0:
                 _log.warning(
@@ -134,52 +138,66 @@ class PredictionLog:
                     self.dropped,
                 )
             return
-        self._queue.put(record)
+        self._pending.append(record)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything handed over so far, then stop the writer."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
+        self._stop.set()
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            _log.error("the prediction log at %s did not finish writing within %.0f s", self.root, timeout)
 
     def _loop(self) -> None:
-        pending: list[LoggedRequest] = []
+        # Requests are turned into Arrow every ``_BUILD_SECONDS`` (a few ms of GIL each time)
+        # and written as one file per group every ``flush_seconds``: one big conversion a
+        # second would hold the GIL for tens of ms and show up in the requests' p99.
+        built: dict[tuple[str, str, int, int], list[pa.Table]] = {}
         rows = 0
         deadline = time.monotonic() + self._flush_seconds
         while True:
-            try:
-                item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.001))
-            except queue.Empty:
-                pass
-            else:
-                if item is None:
-                    self._flush(pending)
-                    return
-                pending.append(item)
-                rows += batch_rows(item.batch)
+            stopping = self._stop.wait(_BUILD_SECONDS)
+            raw = [self._pending.popleft() for _ in range(len(self._pending))]
+            rows += sum(batch_rows(r.batch) for r in raw)
+            self._build(raw, built)
+            if stopping:
+                self._write(built)
+                return
             if rows >= self._max_rows or time.monotonic() >= deadline:
-                self._flush(pending)
-                pending, rows = [], 0
+                self._write(built)
+                built, rows = {}, 0
                 deadline = time.monotonic() + self._flush_seconds
 
-    def _flush(self, pending: list[LoggedRequest]) -> None:
-        groups: dict[tuple[str, str, int, str], list[LoggedRequest]] = {}
-        for r in pending:
-            day = datetime.fromtimestamp(r.ts_ms / 1000, UTC).strftime("%Y-%m-%d")
-            groups.setdefault((r.deployment, r.model, r.version, day), []).append(r)
-        for (deployment, _model, _version, day), records in groups.items():
+    def _build(self, raw: list[LoggedRequest], built: dict[tuple[str, str, int, int], list[pa.Table]]) -> None:
+        groups: dict[tuple[str, str, int, int], list[LoggedRequest]] = {}
+        for r in raw:
+            groups.setdefault((r.deployment, r.model, r.version, r.ts_ms // _DAY_MS), []).append(r)
+        for key, records in groups.items():
             try:
-                table = to_table(records)
+                built.setdefault(key, []).append(to_table(records))
+            except Exception:  # noqa: BLE001 - a bad record must not take the server down: counted and logged
+                self.errors += 1
+                _log.exception("could not log %d predictions of %s", len(records), key[0])
+
+    def _write(self, built: dict[tuple[str, str, int, int], list[pa.Table]]) -> None:
+        for (deployment, _model, _version, day_number), tables in built.items():
+            day = datetime.fromtimestamp(day_number * _DAY_MS / 1000, UTC).strftime("%Y-%m-%d")
+            try:
+                table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
                 self._seq += 1
-                name = f"part-{records[0].ts_ms}-{os.getpid()}-{self._seq}.parquet"
+                name = f"part-{int(time.time() * 1000)}-{os.getpid()}-{self._seq}.parquet"
                 self._location.write_parquet(f"{self.root}/deployment={deployment}/date={day}/{name}", table)
                 self.rows_written += table.num_rows
                 self.files_written += 1
             except Exception:  # noqa: BLE001 - a full disk must not take the server down: counted and logged
                 self.errors += 1
-                _log.exception("could not write %d prediction log records for %s", len(records), deployment)
+                _log.exception("could not write %d prediction log rows for %s", sum(len(t) for t in tables), deployment)
+
+
+_BUILD_SECONDS = 0.05
+_DAY_MS = 86_400_000
 
 
 def to_table(records: Sequence[LoggedRequest]) -> pa.Table:
