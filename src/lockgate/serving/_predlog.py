@@ -185,15 +185,21 @@ class PredictionLog:
         for (deployment, _model, _version, day_number), tables in built.items():
             day = datetime.fromtimestamp(day_number * _DAY_MS / 1000, UTC).strftime("%Y-%m-%d")
             try:
-                table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
-                self._seq += 1
-                name = f"part-{int(time.time() * 1000)}-{os.getpid()}-{self._seq}.parquet"
-                self._location.write_parquet(f"{self.root}/deployment={deployment}/date={day}/{name}", table)
-                self.rows_written += table.num_rows
-                self.files_written += 1
-            except Exception:  # noqa: BLE001 - a full disk must not take the server down: counted and logged
-                self.errors += 1
-                _log.exception("could not write %d prediction log rows for %s", sum(len(t) for t in tables), deployment)
+                files = [pa.concat_tables(tables)] if len(tables) > 1 else tables
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                # A chunk logged a value as scored (2.5 sent for an int64 feature) and its types
+                # differ from the others': each chunk gets its own file rather than none.
+                files = tables
+            for table in files:
+                try:
+                    self._seq += 1
+                    name = f"part-{int(time.time() * 1000)}-{os.getpid()}-{self._seq}.parquet"
+                    self._location.write_parquet(f"{self.root}/deployment={deployment}/date={day}/{name}", table)
+                    self.rows_written += table.num_rows
+                    self.files_written += 1
+                except Exception:  # noqa: BLE001 - a full disk must not take the server down: counted and logged
+                    self.errors += 1
+                    _log.exception("could not write %d prediction log rows for %s", table.num_rows, deployment)
 
 
 _BUILD_SECONDS = 0.05
