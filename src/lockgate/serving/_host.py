@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from lockgate.deploy import Deployment, ResolvedDeployment
-from lockgate.errors import ConflictError, LockgateError, NotFoundError, UnavailableError
+from lockgate.errors import ConflictError, InvalidInputError, LockgateError, NotFoundError, UnavailableError
 from lockgate.serving._batch import v2_metadata
 from lockgate.serving._batcher import DynamicBatcher
 from lockgate.serving._loading import load_runtime
@@ -300,6 +300,14 @@ class ModelHost:
         contract = None
         if settings.contract is not None:
             contract = self.ws.data.contracts.get(settings.contract).contract
+            # Rows are checked as the model takes them: a contract column outside the signature
+            # would be missing from every request, so say so once here instead of 422 each time.
+            extra = sorted(set(contract.columns) - set(runtime.signature.names))
+            if extra:
+                raise InvalidInputError(
+                    f"contract '{settings.contract}' names column(s) {', '.join(extra)} that {mv.uri} does not "
+                    f"take; register a contract of the model's inputs and point {name} at it (lockgate deploy update)"
+                )
         self.metrics.serving(name, mv.name, served_version, runtime.kind, True)
         _log.info("deployment %s serves %s with the %s runtime", name, mv.uri, runtime.kind)
         return ServedModel(
