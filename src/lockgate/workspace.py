@@ -18,7 +18,7 @@ from lockgate.artifacts import ArtifactStore
 from lockgate.audit import AuditLog
 from lockgate.config import CONFIG_FILE, Settings
 from lockgate.data import ContractRegistry, DataService, ModelConsumers
-from lockgate.deploy import DeploymentService
+from lockgate.deploy import DeploymentService, RolloutService
 from lockgate.entities import DatasetVersion, NodeKind, RunRecord, RunStatus
 from lockgate.errors import InvalidReferenceError
 from lockgate.features import FeatureStore, FeatureViewConsumers
@@ -56,7 +56,7 @@ class GcReport:
 
 class Workspace:
     """A lockgate workspace: ``ws.runs``, ``ws.models``, ``ws.datasets``, ``ws.data``, ``ws.features``,
-    ``ws.deployments``, ``ws.lineage``, ``ws.audit``."""
+    ``ws.deployments``, ``ws.rollouts``, ``ws.lineage``, ``ws.audit``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -93,6 +93,7 @@ class Workspace:
         )
         contracts.add_consumer_provider(FeatureViewConsumers(self.db))
         self.deployments = DeploymentService(self.db, self.audit, self.models, actor=actor)
+        self.rollouts = RolloutService(self.db, self.audit, self.models, actor=actor)
 
     @classmethod
     def open(

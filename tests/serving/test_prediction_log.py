@@ -21,7 +21,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 import lockgate as lg
 from tests.serving.conftest import FEATURES, start_server, training_frame
 
-COLUMNS = ["request_id", "row", "ts", "endpoint", "model", "model_version", "latency_ms", "inputs", "entities"]
+COLUMNS = ["request_id", "row", "ts", "endpoint", "role", "model", "model_version", "latency_ms", "inputs", "entities"]
 
 
 @pytest.fixture(scope="module")

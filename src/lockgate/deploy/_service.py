@@ -100,7 +100,7 @@ class DeploymentService:
                 updated_at=now,
                 updated_by=self._actor,
             )
-            values = _values(record)
+            values = record_values(record)
             if existing is None:
                 _REPO.insert(conn, **values)
             else:  # a name deleted before: its tombstone comes back to life under a new revision
@@ -120,7 +120,12 @@ class DeploymentService:
         changes = _settings(settings)
         with self._db.write() as conn:
             _REPO.lock(conn)
-            current = _require(conn, name)
+            current = require_live(conn, name)
+            if route is not None and current.rollout is not None:
+                raise ConflictError(
+                    f"deployment '{name}' has a {current.rollout.strategy} of {current.rollout.candidate} running; "
+                    f"promote or roll it back first: lockgate deploy promote|rollback {name}"
+                )
             routes = tuple(route if r.role == "primary" else r for r in current.routes) if route else current.routes
             new_settings = current.settings.merged(changes)
             if routes == current.routes and new_settings == current.settings:
@@ -133,7 +138,7 @@ class DeploymentService:
                 updated_at=now_millis(),
                 updated_by=self._actor,
             )
-            _REPO.replace(conn, **_values(record))
+            _REPO.replace(conn, **record_values(record))
             details: dict[str, Any] = {"revision": record.revision}
             if routes != current.routes:
                 details["routes"] = {"from": [r.to_dict() for r in current.routes], "to": [r.to_dict() for r in routes]}
@@ -149,22 +154,23 @@ class DeploymentService:
         polling server learns of it; the audit log keeps the history."""
         with self._db.write() as conn:
             _REPO.lock(conn)
-            current = _require(conn, name)
+            current = require_live(conn, name)
             record = replace(
                 current,
                 deleted=True,
+                rollout=None,
                 revision=_REPO.next_revision(conn),
                 updated_at=now_millis(),
                 updated_by=self._actor,
             )
-            _REPO.replace(conn, **_values(record))
+            _REPO.replace(conn, **record_values(record))
             self._record(conn, "deployment.deleted", record, {"revision": record.revision})
 
     # -- reading -------------------------------------------------------------------------------
 
     def get(self, name: str) -> Deployment:
         with self._db.read() as conn:
-            return _require(conn, name)
+            return require_live(conn, name)
 
     def list(self) -> builtins.list[Deployment]:
         """Live deployments, by name."""
@@ -188,7 +194,7 @@ class DeploymentService:
 
         Raises NotFoundError when a route's model, version or alias no longer exists."""
         with self._db.read() as conn:
-            deployment = _require(conn, name)
+            deployment = require_live(conn, name)
             return _resolve(conn, [deployment])[name].check()
 
     def resolve_many(self, deployments: Iterable[Deployment]) -> dict[str, ResolvedDeployment]:
@@ -241,6 +247,12 @@ def _resolve(conn: Connection, deployments: builtins.list[Deployment]) -> dict[s
     }
 
 
+def resolve_route(conn: Connection, route: Route) -> ResolvedRoute:
+    """``route`` resolved against the registry now."""
+    versions, aliases = _REPO.model_targets(conn, [route.ref.name])
+    return _resolve_route(route, versions, aliases)
+
+
 def _resolve_route(route: Route, versions: dict[str, set[int]], aliases: dict[tuple[str, str], int]) -> ResolvedRoute:
     ref = route.ref
     existing = versions.get(ref.name, set())
@@ -266,14 +278,14 @@ def _resolve_route(route: Route, versions: dict[str, set[int]], aliases: dict[tu
     return ResolvedRoute(route=route, version=version)
 
 
-def _require(conn: Connection, name: str) -> Deployment:
+def require_live(conn: Connection, name: str) -> Deployment:
     row = _REPO.get(conn, name)
     if row is None or row["deleted"]:
         raise NotFoundError(f"deployment '{name}' does not exist; see: lockgate deploy list")
     return Deployment.from_row(row)
 
 
-def _values(record: Deployment) -> dict[str, Any]:
+def record_values(record: Deployment) -> dict[str, Any]:
     return {
         "name": record.name,
         "spec": record.spec(),

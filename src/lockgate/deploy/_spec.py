@@ -1,8 +1,8 @@
 """What a deployment is: routes to model versions and the settings its server runs with.
 
-A deployment holds a list of routes, each a model reference with a role and a weight. This
-release writes exactly one ``primary`` route; rollouts (canary, shadow, champion-challenger)
-add routes to the same list, so the record does not change shape when they arrive.
+A deployment holds a list of routes, each a model reference with a role and a weight: one
+``primary`` route, and while a rollout runs (see :mod:`lockgate.deploy._rollout`) one more for
+its candidate: a ``canary``, a ``shadow`` or a ``challenger``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal, get_args
 
 from lockgate.clock import to_iso
+from lockgate.deploy._rollout import Rollout
 from lockgate.errors import InvalidInputError, NotFoundError
 from lockgate.features import StalePolicy
 from lockgate.refs import ModelRef, is_valid_name, parse_model_ref
@@ -24,7 +25,7 @@ __all__ = [
     "ServingSettings",
 ]
 
-Role = Literal["primary", "canary", "shadow"]
+Role = Literal["primary", "canary", "shadow", "challenger"]
 _ROLES: tuple[str, ...] = get_args(Role)
 _STALE_POLICIES: tuple[str, ...] = get_args(StalePolicy)
 
@@ -35,8 +36,8 @@ class Route:
 
     ``model`` is the reference as given: ``models:/fraud@champion`` follows the alias (the
     version is looked up again whenever the deployment is resolved), ``models:/fraud/3`` is
-    pinned. ``weight`` is the route's share of traffic among primary and canary routes; a
-    shadow route gets a copy of every request and answers nobody.
+    pinned. ``weight`` is the route's share of traffic among the primary, canary and
+    challenger routes; a shadow route gets a copy of every request and answers nobody.
 
     >>> Route(model="models:/fraud@champion").follows
     'champion'
@@ -147,14 +148,23 @@ class Deployment:
     created_by: str
     updated_at: int
     updated_by: str
+    rollout: Rollout | None = None
 
     @property
     def primary(self) -> Route:
         return next(r for r in self.routes if r.role == "primary")
 
+    @property
+    def candidate(self) -> Route | None:
+        """The route of the rollout's candidate (None without a rollout)."""
+        return next((r for r in self.routes if r.role != "primary"), None)
+
     def spec(self) -> dict[str, Any]:
         """What the ``spec`` column holds."""
-        return {"routes": [r.to_dict() for r in self.routes], "settings": self.settings.to_dict()}
+        spec: dict[str, Any] = {"routes": [r.to_dict() for r in self.routes], "settings": self.settings.to_dict()}
+        if self.rollout is not None:
+            spec["rollout"] = self.rollout.to_dict()
+        return spec
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -181,6 +191,7 @@ class Deployment:
             created_by=row["created_by"],
             updated_at=int(row["updated_at"]),
             updated_by=row["updated_by"],
+            rollout=Rollout.from_dict(spec["rollout"]) if spec.get("rollout") else None,
         )
 
 
@@ -215,6 +226,10 @@ class ResolvedDeployment:
     @property
     def primary(self) -> ResolvedRoute:
         return next(r for r in self.routes if r.route.role == "primary")
+
+    @property
+    def candidate(self) -> ResolvedRoute | None:
+        return next((r for r in self.routes if r.route.role != "primary"), None)
 
     @property
     def versions(self) -> tuple[str | None, ...]:

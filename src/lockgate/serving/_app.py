@@ -9,6 +9,8 @@ Routes (every one in ``/openapi.json``)::
     POST /v2/models/{name}[/versions/{n}]/infer       Open Inference Protocol v2 (JSON or binary)
     GET  /v1/endpoints                                the deployments served
     POST /v1/endpoints/{name}/predict                 {"records": [...]} or {"entities": [...]}
+    POST /v1/endpoints/{name}/jobs                    the same body (+ "callback_url"), answered later: 202
+    GET  /v1/jobs/{id}                                an async job's status, then its result
     GET  /metrics                                     Prometheus
     GET  /openapi.json                                this list, as OpenAPI 3.1, per deployment
 
@@ -16,6 +18,11 @@ It is a bare ASGI callable rather than a FastAPI app because the request path is
 product here: routing by splitting the path, reading the body once and answering with
 pre-built headers keeps the server's own cost per request in the tens of microseconds, so a
 one-row request costs about what its model call does.
+
+A deployment under a rollout answers from the arm its request is routed to (sticky per
+``x-route-key`` header, the rollout's key field, the entity's keys, or else the request id);
+a shadow scores a copy after the answer is on its way. Each arm's answers are counted for the
+canary analysis (see :mod:`lockgate.serving._analyst`) and logged with their role.
 
 Every answer carries ``x-request-id`` (the client's own when it sent a sane one). Every
 error is a JSON body ``{"error", "code", "request_id"}`` (``_wire.status_of`` maps errors to
@@ -32,8 +39,8 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -41,12 +48,22 @@ import pyarrow as pa
 
 from lockgate._version import __version__
 from lockgate.errors import InvalidInputError, LockgateError, NotFoundError, UnavailableError, UserCodeError
-from lockgate.serving._batch import Batch, batch_columns, check_entity_rows, column_kinds, from_records, from_v2_inputs
+from lockgate.serving._analyst import RolloutAnalyst
+from lockgate.serving._batch import (
+    Batch,
+    batch_columns,
+    batch_rows,
+    check_entity_rows,
+    column_kinds,
+    from_records,
+    from_v2_inputs,
+)
 from lockgate.serving._host import Endpoint, ModelHost, ServedModel
 from lockgate.serving._metrics import CONTENT_TYPE as METRICS_TYPE
 from lockgate.serving._metrics import ServerMetrics
 from lockgate.serving._openapi import openapi_document
 from lockgate.serving._predlog import LoggedRequest, PredictionLog
+from lockgate.serving._rollout_stats import ArmRecorder
 from lockgate.serving._runtimes import Prediction
 from lockgate.serving._schemas import DeploymentDoc, ModelDoc, contract_rules
 from lockgate.serving._v2 import encode_response, parse_request
@@ -75,6 +92,26 @@ _OCTETS = b"application/octet-stream"
 _PREDICT_KEYS = frozenset({"records", "entities"})
 SAFE_INTEGER = 2**53 - 1  # the integers a float64 holds exactly, as JSON parsers read numbers
 _RETRY_NOT_READY = (b"retry-after", str(RETRY_AFTER_UNAVAILABLE).encode())
+_JOB_KEYS = _PREDICT_KEYS | {"callback_url"}
+# Shadow copies in flight per process; past this, copies are skipped (and counted) rather
+# than queued without bound behind a slow candidate.
+_MAX_SHADOW_TASKS = 256
+
+ScoreFn = Callable[[str, dict[str, Any], str], Awaitable[dict[str, Any]]]
+
+
+class JobQueue(Protocol):
+    """What the app needs of async jobs (:class:`lockgate.serving._jobs.Jobs`)."""
+
+    async def start(self, score: ScoreFn) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def submit(
+        self, deployment: str, payload: dict[str, Any], *, callback_url: str | None, request_id: str
+    ) -> dict[str, Any]: ...
+
+    async def get(self, job_id: str) -> dict[str, Any]: ...
 
 
 class InferenceApp:
@@ -87,10 +124,22 @@ class InferenceApp:
         *,
         prediction_log: PredictionLog | None = None,
         max_body_bytes: int = 8 * 1024 * 1024,
+        jobs: JobQueue | None = None,
+        analyze_rollouts: bool = True,
     ) -> None:
         self.host = host
         self.metrics = metrics
         self.prediction_log = prediction_log
+        self.jobs = jobs
+        self.arms = ArmRecorder()
+        self.analyst = RolloutAnalyst(
+            host.ws,
+            self.arms,
+            active=lambda: any(e.deployment.rollout is not None for e in self.host.endpoints.values()),
+            analyze=analyze_rollouts,
+        )
+        self.shadow_skipped = 0
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
         self.max_body_bytes = max_body_bytes
         self.draining = False
         self._server_metadata = orjson.dumps(
@@ -116,6 +165,9 @@ class InferenceApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.host.start()
+                    await self.analyst.start()
+                    if self.jobs is not None:
+                        await self.jobs.start(self.score_payload)
                 except Exception as exc:  # noqa: BLE001 - whatever startup raised, uvicorn must hear it
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -128,7 +180,12 @@ class InferenceApp:
     async def shutdown(self) -> None:
         """Stop taking traffic, score what is queued, and write the prediction log out."""
         self.draining = True
+        if self.jobs is not None:
+            await self.jobs.stop()
+        if self._shadow_tasks:
+            await asyncio.wait(set(self._shadow_tasks), timeout=self.host.drain_seconds)
         await self.host.stop()
+        await self.analyst.stop()
         if self.prediction_log is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.prediction_log.close)
 
@@ -152,6 +209,13 @@ class InferenceApp:
                 status, body, ctype, extra, version = await self._predict(
                     parts[2], scope, receive, headers, request_id, started
                 )
+            elif parts[0] == "v1" and len(parts) == 4 and parts[1] == "endpoints" and parts[3] == "jobs":
+                allow(method, "POST")
+                deployment, endpoint = parts[2], "jobs"
+                status, body, ctype, extra = await self._submit_job(parts[2], scope, receive, headers, request_id)
+            elif parts[0] == "v1" and len(parts) == 3 and parts[1] == "jobs":
+                allow(method, "GET")
+                status, body, ctype, extra = 200, orjson.dumps(await self._job_queue().get(parts[2])), _JSON, []
             else:
                 status, body, ctype, extra = self._plain(method, parts)
         except Disconnected:
@@ -266,10 +330,16 @@ class InferenceApp:
             if self.draining or not self.host.ready:
                 return 503, orjson.dumps({"name": name, "ready": False}), _JSON, [_RETRY_NOT_READY], served.label
             return 200, orjson.dumps({"name": name, "ready": True}), _JSON, [], served.label
-        served = endpoint.primary if version is None else endpoint.version(version)
         if action == "metadata":
+            served = endpoint.primary if version is None else endpoint.version(version)
             meta = {"name": name, "versions": [str(v) for v in sorted(endpoint.models)], **served.metadata}
             return 200, orjson.dumps(meta), _JSON, [], served.label
+        if version is not None:
+            served, role = endpoint.version(version), endpoint.role_of(version)
+        elif endpoint.rollout_role is not None:
+            served, role = endpoint.choose(headers.get("x-route-key") or request_id)
+        else:
+            served, role = endpoint.primary, "primary"
         body = await read_body(scope, receive, headers, self.max_body_bytes)
         request = parse_request(body, headers.get("inference-header-content-length"))
         if request.outputs and served.runtime.kind != "custom":  # a custom model may add outputs
@@ -280,9 +350,14 @@ class InferenceApp:
                     f"the model has no output {', '.join(unknown)}; ask for {', '.join(known)} or leave 'outputs' out"
                 )
         batch = from_v2_inputs(request.inputs, served.runtime.signature)
-        prediction = await self._score(served, batch)
+        tracked = endpoint.deployment.rollout is not None
+        prediction = await self._score(served, batch, role=role if tracked else None, started=started)
         answer, header_length = encode_response(prediction, request, model_name=name, model_version=served.version)
-        self._record(served, "v2", request_id, started, batch, prediction, None)
+        self._answered(endpoint, served, role, "v2", request_id, started, batch, prediction, None)
+        if tracked and endpoint.shadow is not None:
+            self._shadow(
+                endpoint, "v2", request_id, batch, prediction, None, lambda s: from_v2_inputs(request.inputs, s)
+            )
         if header_length is None:
             return 200, answer, _JSON, [], served.label
         return 200, answer, _OCTETS, [(b"inference-header-content-length", str(header_length).encode())], served.label
@@ -298,27 +373,40 @@ class InferenceApp:
         request_id: str,
         started: float,
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]], str]:
-        served = self.host.endpoint(name).primary
+        _ = self.host.endpoint(name).primary  # 404 / 503 before the body is read
         body = await read_body(scope, receive, headers, self.max_body_bytes)
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidInputError(f"the request body is not valid JSON ({exc}); send an object") from None
-        if not isinstance(payload, dict) or len(payload) != 1 or not payload.keys() <= _PREDICT_KEYS:
-            unknown = sorted(k for k in payload if k not in _PREDICT_KEYS) if isinstance(payload, dict) else []
-            raise InvalidInputError(
-                (f"the body has unknown key(s) {', '.join(map(repr, unknown))}; " if unknown else "")
-                + 'send {"records": [{feature: value, ...}]} or {"entities": [{key: value, ...}]}, exactly one of them'
-            )
+        payload = _json_object(body)
+        answer = await self.score_payload(
+            name, payload, request_id, started=started, route_key=headers.get("x-route-key")
+        )
+        return 200, orjson.dumps(answer), _JSON, [], str(answer["model_version"])
+
+    async def score_payload(
+        self,
+        name: str,
+        payload: dict[str, Any],
+        request_id: str,
+        *,
+        started: float | None = None,
+        route_key: str | None = None,
+        kind: str = "predict",
+    ) -> dict[str, Any]:
+        """Score a ``{"records": ...}`` or ``{"entities": ...}`` body for deployment ``name``:
+        the answer of ``POST /v1/endpoints/{name}/predict`` (async jobs call this too)."""
+        started = time.perf_counter() if started is None else started
+        endpoint = self.host.endpoint(name)
+        primary = endpoint.primary
+        rows = _payload_rows(payload)
+        served, role = primary, "primary"
+        if endpoint.rollout_role is not None:
+            served, role = endpoint.choose(route_key or self._route_key(endpoint, payload, rows, request_id))
         entities: list[dict[str, Any]] | None = None
         statuses: list[str] | None = None
         hint = "; send values like those it was trained on"
         if "records" in payload:
-            records = payload["records"]
-            if not isinstance(records, list):
-                raise InvalidInputError("'records' must be a list of objects of feature values")
+            records = rows
         else:
-            entities = payload["entities"]
+            entities = rows
             records, statuses = await self._look_up(served, entities)
             missing = statuses.count("missing")
             if missing:
@@ -327,14 +415,19 @@ class InferenceApp:
                     "(materialize or push them, or give the views defaults and stale_policy 'default')"
                 )
         batch = from_records(records, served.runtime.signature)
-        prediction = await self._score(served, batch, hint)
-        self._record(served, "predict", request_id, started, batch, prediction, entities)
+        tracked = endpoint.deployment.rollout is not None
+        prediction = await self._score(served, batch, hint, role=role if tracked else None, started=started)
+        self._answered(endpoint, served, role, kind, request_id, started, batch, prediction, entities)
+        if tracked and endpoint.shadow is not None:
+            self._shadow(endpoint, kind, request_id, batch, prediction, entities, lambda s: from_records(records, s))
         answer: dict[str, Any] = {
             "request_id": request_id,
             "deployment": name,
             "model": served.model,
             "model_version": served.version,
         }
+        if role != "primary":
+            answer["role"] = role
         if prediction.label is not None:
             answer["predictions"] = prediction.label.tolist()
         elif prediction.prediction is not None:
@@ -344,7 +437,47 @@ class InferenceApp:
             answer["scores"] = scores.tolist()
         if statuses is not None:
             answer["feature_status"] = statuses
-        return 200, orjson.dumps(answer), _JSON, [], served.label
+        return answer
+
+    def _route_key(self, endpoint: Endpoint, payload: dict[str, Any], rows: Any, request_id: str) -> str:
+        """What keeps a caller on one arm: the rollout's key field, else an entity's keys,
+        else (a caller with no identity) the request id."""
+        first = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else None
+        if first is None:
+            return request_id
+        rollout = endpoint.deployment.rollout
+        if rollout is not None and rollout.sticky_key is not None and rollout.sticky_key in first:
+            return str(first[rollout.sticky_key])
+        primary = endpoint.primary
+        if "entities" in payload and primary.feature_service is not None:
+            keys, _fields = self._entity_inputs(primary)
+            if keys and all(k in first for k in keys):
+                return "|".join(str(first[k]) for k in keys)
+        return request_id
+
+    # -- async jobs ----------------------------------------------------------------------------
+
+    def _job_queue(self) -> JobQueue:
+        if self.jobs is None:
+            raise UnavailableError(
+                "async jobs are off on this server; start it with lockgate serve --job-workers N (N at least 1)"
+            )
+        return self.jobs
+
+    async def _submit_job(
+        self, name: str, scope: Scope, receive: Receive, headers: Mapping[str, str], request_id: str
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+        jobs = self._job_queue()
+        self.host.endpoint(name)  # 404 for a deployment that does not exist, before anything is queued
+        body = await read_body(scope, receive, headers, self.max_body_bytes)
+        payload = _json_object(body, allowed=_JOB_KEYS)
+        callback = payload.pop("callback_url", None)
+        if callback is not None and not isinstance(callback, str):
+            raise InvalidInputError("'callback_url' must be a string URL (https://host/path), or left out")
+        _payload_rows(payload)
+        job = await jobs.submit(name, payload, callback_url=callback, request_id=request_id)
+        location = (b"location", f"/v1/jobs/{job['id']}".encode())
+        return 202, orjson.dumps(job), _JSON, [location]
 
     async def _look_up(self, served: ServedModel, entities: Any) -> tuple[list[dict[str, Any]], list[Any]]:
         if served.feature_service is None:
@@ -426,14 +559,35 @@ class InferenceApp:
     # -- shared --------------------------------------------------------------------------------
 
     async def _score(
-        self, served: ServedModel, batch: Batch, hint: str = "; send values like those it was trained on"
+        self,
+        served: ServedModel,
+        batch: Batch,
+        hint: str = "; send values like those it was trained on",
+        *,
+        role: str | None = None,
+        started: float = 0.0,
     ) -> Prediction:
+        """The model's answer to ``batch``; with ``role`` (a deployment under a rollout) a
+        failed model call is counted against that arm."""
         if self.draining:
             raise UnavailableError("the server is shutting down; retry on another replica")
         if served.contract is not None:
             _check_contract(served, batch)
         try:
-            prediction = await served.batcher.submit(batch)
+            prediction = await self._call(served, batch, hint)
+        except Exception:
+            if role is not None:
+                self.arms.failed(served.deployment, served.version, role, (time.perf_counter() - started) * 1000.0)
+            raise
+        scores = _scores(prediction)
+        if scores is not None:
+            self.metrics.score(served.deployment, served.label, scores)
+        return prediction
+
+    @staticmethod
+    async def _call(served: ServedModel, batch: Batch, hint: str) -> Prediction:
+        try:
+            return await served.batcher.submit(batch)
         except LockgateError:
             raise
         except (TypeError, ValueError) as exc:
@@ -442,10 +596,82 @@ class InferenceApp:
             raise ModelRejected(
                 f"the model refused these rows ({type(exc).__name__}: {first_line(exc)}){hint}"
             ) from exc
-        scores = _scores(prediction)
-        if scores is not None:
-            self.metrics.score(served.deployment, served.label, scores)
-        return prediction
+
+    def _answered(
+        self,
+        endpoint: Endpoint,
+        served: ServedModel,
+        role: str,
+        kind: str,
+        request_id: str,
+        started: float,
+        batch: Batch,
+        prediction: Prediction,
+        entities: list[dict[str, Any]] | None,
+    ) -> None:
+        """Count an answer for its arm (under a rollout) and log it."""
+        if endpoint.deployment.rollout is not None:
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            self.arms.answered(served.deployment, served.version, role, latency_ms, _scores(prediction))
+        self._record(served, kind, request_id, started, batch, prediction, entities, role)
+
+    def _shadow(
+        self,
+        endpoint: Endpoint,
+        kind: str,
+        request_id: str,
+        batch: Batch,
+        answer: Prediction,
+        entities: list[dict[str, Any]] | None,
+        rebuild: Callable[[Any], Batch],
+    ) -> None:
+        """Score a copy of an answered request on the shadow candidate, off the response
+        path: the caller has its answer before the shadow starts."""
+        shadow = endpoint.shadow
+        if shadow is None:
+            return
+        if len(self._shadow_tasks) >= _MAX_SHADOW_TASKS or self.draining:
+            self.shadow_skipped += 1
+            return
+        primary = endpoint.primary
+        task = asyncio.get_running_loop().create_task(
+            self._run_shadow(shadow, primary, kind, request_id, batch, answer, entities, rebuild)
+        )
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _run_shadow(
+        self,
+        shadow: ServedModel,
+        primary: ServedModel,
+        kind: str,
+        request_id: str,
+        batch: Batch,
+        answer: Prediction,
+        entities: list[dict[str, Any]] | None,
+        rebuild: Callable[[Any], Batch],
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            if shadow.runtime.signature != primary.runtime.signature:
+                batch = rebuild(shadow.runtime.signature)
+            prediction = await self._call(shadow, batch, "")
+        except Exception as exc:  # noqa: BLE001 - a shadow's failure is counted, never answered
+            self.arms.failed(shadow.deployment, shadow.version, "shadow", (time.perf_counter() - started) * 1000.0)
+            _log.debug("shadow %s failed on request %s: %s", shadow.uri, request_id, exc)
+            return
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        shadow_scores, primary_scores = _scores(prediction), _scores(answer)
+        self.arms.answered(shadow.deployment, shadow.version, "shadow", latency_ms, shadow_scores)
+        self.arms.compared(
+            shadow.deployment,
+            shadow.version,
+            agree=_agreeing(answer, prediction),
+            rows=batch_rows(batch),
+            primary_scores=primary_scores,
+            shadow_scores=shadow_scores,
+        )
+        self._record(shadow, kind, request_id, started, batch, prediction, entities, "shadow")
 
     def _record(
         self,
@@ -456,6 +682,7 @@ class InferenceApp:
         batch: Batch,
         prediction: Prediction,
         entities: list[dict[str, Any]] | None,
+        role: str = "primary",
     ) -> None:
         if self.prediction_log is None:
             return
@@ -472,6 +699,7 @@ class InferenceApp:
                 prediction=prediction,
                 latency_ms=(time.perf_counter() - started) * 1000.0,
                 entities=entities,
+                role=role,
             )
         )
 
@@ -545,6 +773,43 @@ def _check_contract(served: ServedModel, batch: Batch) -> None:
             f"the request breaks contract '{report.contract_name}': {first.message}"
             + (f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else "")
         )
+
+
+def _json_object(body: bytes, *, allowed: frozenset[str] = _PREDICT_KEYS) -> dict[str, Any]:
+    """A predict (or job) body parsed: an object with exactly one of records / entities."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(f"the request body is not valid JSON ({exc}); send an object") from None
+    keys = set(payload) if isinstance(payload, dict) else set()
+    if not isinstance(payload, dict) or not keys <= allowed or len(keys & _PREDICT_KEYS) != 1:
+        unknown = sorted(k for k in keys if k not in allowed)
+        extra = ' (and optionally "callback_url")' if "callback_url" in allowed else ""
+        raise InvalidInputError(
+            (f"the body has unknown key(s) {', '.join(map(repr, unknown))}; " if unknown else "")
+            + 'send {"records": [{feature: value, ...}]} or {"entities": [{key: value, ...}]}, exactly one of them'
+            + extra
+        )
+    return payload
+
+
+def _payload_rows(payload: dict[str, Any]) -> Any:
+    """The rows of a body: records (checked to be a list here) or entities (as sent: the
+    entity checks against the feature service say what is wrong with them)."""
+    if "records" in payload:
+        if not isinstance(payload["records"], list):
+            raise InvalidInputError("'records' must be a list of objects of feature values")
+        return payload["records"]
+    return payload["entities"]
+
+
+def _agreeing(a: Prediction, b: Prediction) -> int:
+    """How many rows two answers agree on: the same label, or predictions within 0.1%."""
+    if a.label is not None and b.label is not None and a.label.shape == b.label.shape:
+        return int(np.count_nonzero(np.asarray(a.label) == np.asarray(b.label)))
+    if a.prediction is not None and b.prediction is not None and a.prediction.shape == b.prediction.shape:
+        return int(np.count_nonzero(np.isclose(a.prediction, b.prediction, rtol=1e-3, atol=1e-9)))
+    return 0
 
 
 def _scores(prediction: Prediction) -> np.ndarray[Any, Any] | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -73,17 +74,59 @@ class ServedModel:
 
 @dataclass(slots=True)
 class Endpoint:
-    """A deployment as served: its record, its resolution and its loaded model versions."""
+    """A deployment as served: its record, its resolution and its loaded model versions.
+
+    ``problem`` is set when the primary cannot be served (every request then answers 503);
+    ``candidate_problem`` when a rollout's candidate cannot: the primary serves on alone.
+    """
 
     deployment: Deployment
     resolved: ResolvedDeployment
     models: dict[int, ServedModel] = field(default_factory=dict)
     problem: str | None = None
+    candidate_problem: str | None = None
     retry_at: float = 0.0  # when a failed load is tried again (time.monotonic)
 
     @property
     def name(self) -> str:
         return self.deployment.name
+
+    @property
+    def rollout_role(self) -> str | None:
+        """The role of the rollout's candidate when it is loaded and takes a share of traffic
+        (``canary``, ``challenger``); None otherwise (no rollout, a shadow, not loaded)."""
+        route = self.resolved.candidate
+        if route is None or route.route.role == "shadow" or route.version not in self.models:
+            return None
+        return route.route.role
+
+    @property
+    def shadow(self) -> ServedModel | None:
+        """The loaded shadow candidate, if this deployment has one."""
+        route = self.resolved.candidate
+        if route is None or route.route.role != "shadow" or route.version is None:
+            return None
+        return self.models.get(route.version)
+
+    def choose(self, key: str) -> tuple[ServedModel, str]:
+        """The model version and role that answer a request routed by ``key``: the same key
+        always lands on the same arm, and a key on the candidate at 5% stays there at 25%."""
+        primary = self.primary
+        route = self.resolved.candidate
+        if route is None or route.route.role == "shadow" or route.version not in self.models:
+            return primary, "primary"
+        bucket = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") % 10_000
+        if bucket < route.route.weight * 10_000:
+            assert route.version is not None
+            return self.models[route.version], route.route.role
+        return primary, "primary"
+
+    def role_of(self, version: int) -> str:
+        """The role of a served version (a request may name one: /versions/{n})."""
+        for route in self.resolved.routes:
+            if route.version == version:
+                return route.route.role
+        return "primary"
 
     @property
     def primary(self) -> ServedModel:
@@ -225,7 +268,10 @@ class ModelHost:
                 current is not None
                 and current.resolved.versions == resolved.versions
                 and current.deployment.revision == resolved.deployment.revision
-                and (current.problem is None or time.monotonic() < current.retry_at)
+                and (
+                    (current.problem is None and current.candidate_problem is None)
+                    or time.monotonic() < current.retry_at
+                )
             ):
                 current.resolved = resolved
                 continue
@@ -252,13 +298,16 @@ class ModelHost:
     def _build(self, resolved: ResolvedDeployment, current: Endpoint | None) -> Endpoint:
         deployment = resolved.deployment
         endpoint = Endpoint(deployment=deployment, resolved=resolved)
-        if resolved.problems:
-            endpoint.problem = resolved.problems[0]
+        if resolved.primary.problem:
+            endpoint.problem = resolved.primary.problem
             if current is None or current.problem != endpoint.problem:  # once, not every poll
                 _log.warning("deployment %s: %s", deployment.name, endpoint.problem)
             return endpoint
         same_settings = current is not None and current.deployment.settings == deployment.settings
         for route in resolved.routes:
+            if route.problem is not None:  # a candidate's version is gone: the primary serves alone
+                endpoint.candidate_problem = route.problem
+                continue
             assert route.version is not None
             assert route.uri is not None
             reuse = current.models.get(route.version) if current is not None and same_settings else None
@@ -269,11 +318,13 @@ class ModelHost:
                 endpoint.models[route.version] = self._load(deployment, route.uri, route.version)
             except Exception as exc:  # noqa: BLE001 - a model that cannot load must not stop the others
                 detail = str(exc) if isinstance(exc, LockgateError) else f"{type(exc).__name__}: {exc}"
-                endpoint.problem = f"{route.uri} cannot be served: {detail}"
+                problem = f"{route.uri} cannot be served: {detail}"
                 endpoint.retry_at = time.monotonic() + self.retry_seconds
-                _log.error(
-                    "deployment %s: %s (trying again in %.0f s)", deployment.name, endpoint.problem, self.retry_seconds
-                )
+                if route.route.role == "primary":
+                    endpoint.problem = problem
+                else:  # a broken candidate leaves the stable version serving every request
+                    endpoint.candidate_problem = problem
+                _log.error("deployment %s: %s (trying again in %.0f s)", deployment.name, problem, self.retry_seconds)
         return endpoint
 
     def _load(self, deployment: Deployment, uri: str, version: int) -> ServedModel:

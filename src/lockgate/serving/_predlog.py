@@ -17,7 +17,10 @@ One row per scored row, with these columns:
 request_id         string                the request id (also in the ``x-request-id`` header)
 row                int32                 the row's position within its request
 ts                 timestamp[ms, UTC]    when the request arrived (its answer, less latency_ms)
-endpoint           string                ``v2`` or ``predict``
+endpoint           string                ``v2``, ``predict`` or ``job``
+role               string                the arm that answered: ``primary``, ``canary`` or
+                                         ``challenger``; ``shadow`` for a shadow's copy
+                                         (same request_id as the answer the caller got)
 model              string                registered model name
 model_version      int32                 registered model version
 latency_ms         float32               the request's time in the server, parse to response
@@ -85,6 +88,7 @@ class LoggedRequest:
     prediction: Prediction
     latency_ms: float
     entities: Sequence[dict[str, Any]] | None = None
+    role: str = "primary"
 
 
 class PredictionLog:
@@ -233,6 +237,7 @@ def to_table(records: Sequence[LoggedRequest]) -> pa.Table:
             pa.timestamp("ms", tz="UTC")
         ),
         "endpoint": per_row([r.endpoint for r in records], pa.string()),
+        "role": per_row([r.role for r in records], pa.string()),
         "model": per_row([r.model for r in records], pa.string()),
         "model_version": pa.array(np.repeat(np.array([r.version for r in records], dtype=np.int32), counts)),
         "latency_ms": pa.array(np.repeat(np.array([r.latency_ms for r in records], dtype=np.float32), counts)),

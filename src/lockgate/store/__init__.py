@@ -14,6 +14,7 @@ from lockgate.store.features import FeatureRepository
 from lockgate.store.lineage import LineageRepository
 from lockgate.store.pipelines import PipelineRepository
 from lockgate.store.registry import ModelRepository
+from lockgate.store.rollouts import RolloutStatsRepository
 from lockgate.store.runs import RunRepository
 from lockgate.store.triggers import LeaseRepository, TriggerRepository
 
@@ -28,6 +29,7 @@ __all__ = [
     "LineageRepository",
     "ModelRepository",
     "PipelineRepository",
+    "RolloutStatsRepository",
     "RunRepository",
     "TriggerRepository",
 ]

@@ -36,6 +36,7 @@ __all__ = [
     "params",
     "pipeline_steps",
     "registered_models",
+    "rollout_stats",
     "run_artifacts",
     "runs",
     "scheduler_leases",
@@ -455,4 +456,24 @@ deployments = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Column("updated_by", sa.String(256), nullable=False),
     sa.Index("ix_deployments_revision", "revision", unique=True),
+)
+
+
+# What each server process saw of each deployment arm under a rollout, one row per flush (about
+# a second): request and error counts, and sparse histograms of latency and scores (plus, for a
+# shadow, how its answers compared with the primary's). Rows from every process and every
+# server sum into the window a canary analysis reads; old rows are pruned by the analyst.
+rollout_stats = sa.Table(
+    "rollout_stats",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("deployment", sa.String(256), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("worker", sa.String(128), nullable=False),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("errors", sa.BigInteger, nullable=False),
+    sa.Column("stats", sa.JSON, nullable=False),
+    sa.Index("ix_rollout_stats_deployment_ts", "deployment", "ts"),
 )
