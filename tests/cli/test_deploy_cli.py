@@ -112,3 +112,67 @@ def test_list_is_friendly_when_empty(home: Path, capsys: pytest.CaptureFixture[s
     assert "no deployments yet" in capsys.readouterr().err
     assert cli(home, "list", "--json") == 0
     assert out_json(capsys) == []
+
+
+def test_a_canary_from_the_command_line(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    assert cli(home, "create", "fraud-api", "--model", "models:/fraud@champion") == 0
+    args = ["canary", "fraud-api", "--candidate", "models:/fraud/3", "--steps", "10,50,100", "--interval", "30s"]
+    assert cli(home, *args, "--max-psi", "0.3", "--failure-limit", "3") == 0
+    assert "canary models:/fraud/3 at 10% of traffic; analysed every 30s" in capsys.readouterr().err
+    assert cli(home, "status", "fraud-api", "--json") == 0
+    report = out_json(capsys)
+    assert [(r["role"], r["weight"]) for r in report["routes"]] == [("primary", 0.9), ("canary", 0.1)]
+    assert report["rollout"]["policy"]["max_psi"] == 0.3
+    assert report["rollout"]["policy"]["failure_limit"] == 3
+    assert [e["event"] for e in report["events"]] == ["started"]
+
+    # No server sent traffic: an analysis now is inconclusive and holds.
+    assert cli(home, "analyze", "fraud-api") == 0
+    assert "fraud-api: hold at 10% (too little traffic to judge" in capsys.readouterr().err
+    assert cli(home, "status", "fraud-api") == 0
+    text = capsys.readouterr()
+    assert "canary of models:/fraud/3" in text.err
+    assert "analysis → hold" in text.out
+
+    assert cli(home, "promote", "fraud-api", "--reason", "looks good") == 0
+    assert "promoted models:/fraud/3" in capsys.readouterr().err
+    assert main(["--home", str(home), "models", "show", "models:/fraud@champion", "--json"]) == 0
+    assert out_json(capsys)["version"] == 3
+
+
+def test_shadow_split_and_rollback_from_the_command_line(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(home, "create", "fraud-api", "--model", "models:/fraud@champion") == 0
+    assert cli(home, "shadow", "fraud-api", "--candidate", "models:/fraud/3") == 0
+    assert "models:/fraud/3 shadows every request" in capsys.readouterr().err
+    assert cli(home, "rollback", "fraud-api") == 0
+    assert "rolled back models:/fraud/3: fraud-api serves models:/fraud@champion" in capsys.readouterr().err
+    assert cli(home, "split", "fraud-api", "--challenger", "models:/fraud/1", "--weight", "20", "--json") == 0
+    assert [r["weight"] for r in out_json(capsys)["routes"]] == [0.8, 0.2]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["canary", "fraud-api", "--candidate", "models:/fraud/9"], 2, "model 'fraud' has no version 9"),
+        (["canary", "fraud-api", "--candidate", "models:/fraud/3", "--steps", "5,x"], 2, "whole percentages"),
+        (["canary", "fraud-api", "--candidate", "models:/fraud/3", "--steps", "5,50"], 2, "must end at 100"),
+        (["split", "fraud-api", "--challenger", "models:/fraud/3", "--weight", "120"], 2, "between 0 and 100"),
+        (["canary", "fraud-api", "--candidate", "models:/fraud/2"], 2, "already serves models:/fraud/2"),
+        (["rollback", "fraud-api"], 2, "has no rollout; start one"),
+        (["analyze", "fraud-api"], 2, "has no canary to analyse"),
+    ],
+)
+def test_bad_rollouts_exit_non_zero_with_one_sentence(
+    home: Path, capsys: pytest.CaptureFixture[str], args: list[str], code: int, message: str
+) -> None:
+    assert cli(home, "create", "fraud-api", "--model", "models:/fraud@champion") == 0
+    capsys.readouterr()
+    assert cli(home, *args) == code
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert "Traceback" not in captured.err
+    assert cli(home, "status", "fraud-api", "--json") == 0
+    assert out_json(capsys)["rollout"] is None

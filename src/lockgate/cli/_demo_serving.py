@@ -6,13 +6,8 @@ keep-alive connections from a few client threads, as a user's traffic would be.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -25,13 +20,11 @@ import numpy as np
 from rich.console import Group, RenderableType
 from rich.table import Table
 
+from lockgate.cli._demo_server import call, start_server, stop_server, wait_ready
 from lockgate.cli._output import table
-from lockgate.errors import UnavailableError
 from lockgate.workspace import Workspace
 
 __all__ = ["serving_chapter"]
-
-_ANNOUNCE = re.compile(r"on http://(127\.0\.0\.1:\d+)")
 
 
 @dataclass
@@ -44,77 +37,6 @@ class _Load:
         with self.lock:
             self.latencies.setdefault(endpoint, []).append(seconds)
             self.statuses[status] = self.statuses.get(status, 0) + 1
-
-
-def _start(home: Path, now: datetime) -> tuple[subprocess.Popen[str], str, threading.Thread]:
-    command = [sys.executable, "-m", "lockgate", "--home", str(home), "serve", "--port", "0", "--poll", "0.5"]
-    process = subprocess.Popen(
-        [*command, "--feature-time", now.isoformat()],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        found = _ANNOUNCE.search(line)
-        if found:
-            reader = threading.Thread(target=_drain, args=(process,), daemon=True)
-            reader.start()
-            return process, found.group(1), reader
-    process.kill()
-    raise UnavailableError(f"lockgate serve did not start: {''.join(lines)[-400:]}")
-
-
-def _stop(process: subprocess.Popen[str], reader: threading.Thread) -> None:
-    """SIGTERM, as an orchestrator stops a server: it drains and writes its log out."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
-    reader.join(5)  # the server's output ends when it exits
-    if process.stdout is not None:
-        process.stdout.close()
-
-
-def _drain(process: subprocess.Popen[str]) -> None:
-    assert process.stdout is not None
-    with contextlib.suppress(ValueError, OSError):  # closed by _stop once the server exited
-        for _ in process.stdout:
-            pass
-
-
-def _call(conn: http.client.HTTPConnection, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    payload = None if body is None else json.dumps(body)
-    conn.request(method, path, body=payload, headers={"content-type": "application/json"})
-    response = conn.getresponse()
-    data = response.read()
-    try:
-        return response.status, json.loads(data)
-    except ValueError:
-        return response.status, data.decode(errors="replace")
-
-
-def _wait_ready(address: str, timeout: float = 60.0) -> None:
-    host, port = address.split(":")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            conn = http.client.HTTPConnection(host, int(port), timeout=5)
-            status, _ = _call(conn, "GET", "/v2/health/ready")
-            conn.close()
-            if status == 200:
-                return
-        time.sleep(0.1)
-    raise UnavailableError(f"the demo server at {address} was not ready within {timeout:.0f} s")
 
 
 def _v2_body(metadata: dict[str, Any], record: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
@@ -142,7 +64,7 @@ def _burst(
         conn = http.client.HTTPConnection(host, int(port), timeout=30)
         for endpoint, path, body in work:
             started = time.perf_counter()
-            status, _ = _call(conn, "POST", path, body)
+            status, _ = call(conn, "POST", path, body)
             load.add(endpoint, time.perf_counter() - started, status)
         conn.close()
 
@@ -186,13 +108,13 @@ def serving_chapter(
     assert example is not None
     records = example.to_pylist()
     names = [c["name"] for c in mv.signature["inputs"]]
-    process, address, reader = _start(ws.home, now)
+    process, address, reader = start_server(ws.home, now)
     try:
-        _wait_ready(address)
+        wait_ready(address)
         host, port = address.split(":")
         conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        _, metadata = _call(conn, "GET", "/v2/models/fraud-api")
-        _, one = _call(conn, "POST", "/v1/endpoints/fraud-api/predict", {"entities": entities[:1]})
+        _, metadata = call(conn, "GET", "/v2/models/fraud-api")
+        _, one = call(conn, "POST", "/v1/endpoints/fraud-api/predict", {"entities": entities[:1]})
         conn.close()
         jobs: list[tuple[str, str, dict[str, Any]]] = []
         for i in range(requests):
@@ -208,10 +130,10 @@ def serving_chapter(
                 )
         load, seconds = _burst(address, jobs, threads)
         conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        _, metrics = _call(conn, "GET", "/metrics")
+        _, metrics = call(conn, "GET", "/metrics")
         conn.close()
     finally:
-        _stop(process, reader)
+        stop_server(process, reader)
     mean_batch, largest = _batch_sizes(metrics if isinstance(metrics, str) else "")
     rows = []
     for endpoint, values in load.latencies.items():
