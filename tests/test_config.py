@@ -150,3 +150,52 @@ def test_settings_sent_to_workers_carry_no_password_and_workers_complete_them(
     assert with_local_secrets(shipped).database_url == url
     monkeypatch.setenv("LOCKGATE_DATABASE_URL", "postgresql://app:other@elsewhere/ml")  # another database
     assert with_local_secrets(shipped).database_url == strip_password(url)
+
+
+def test_async_job_settings_from_the_environment_and_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "ws"
+    defaults = Settings.load(home=home)
+    assert (defaults.job_workers, defaults.job_result_ttl, defaults.job_lease) == (4, 86400.0, 30.0)
+    assert defaults.resolved_jobs_url == f"sqlite:///{home.resolve() / 'jobs.db'}"
+    assert (defaults.callback_allowlist, defaults.callback_secret) == ((), None)
+    _toml(
+        home,
+        '[lockgate]\njobs_url = "sqlite:///queue/jobs.db"\njob-result-ttl = "7d"\ncallback_allowlist = ["hooks.example.com"]\n',
+    )
+    from_file = Settings.load(home=home)
+    assert from_file.resolved_jobs_url == f"sqlite:///{home.resolve() / 'queue' / 'jobs.db'}"  # next to the file
+    assert (from_file.job_result_ttl, from_file.callback_allowlist) == (7 * 86400.0, ("hooks.example.com",))
+    monkeypatch.setenv("LOCKGATE_CALLBACK_ALLOWLIST", "a.example.com, *.b.example.com,127.0.0.1:9000")
+    monkeypatch.setenv("LOCKGATE_JOB_RESULT_TTL", "90m")
+    monkeypatch.setenv("LOCKGATE_JOBS_URL", "redis://127.0.0.1:6379/2")
+    from_env = Settings.load(home=home)
+    assert from_env.callback_allowlist == ("a.example.com", "*.b.example.com", "127.0.0.1:9000")
+    assert (from_env.job_result_ttl, from_env.resolved_jobs_url) == (5400.0, "redis://127.0.0.1:6379/2")
+    monkeypatch.setenv("LOCKGATE_CALLBACK_ALLOWLIST", '["json.example.com"]')
+    assert Settings.load(home=home).callback_allowlist == ("json.example.com",)
+
+
+def test_the_callback_secret_is_never_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCKGATE_CALLBACK_SECRET", "hunter2-hunter2-hunter2")
+    settings = Settings.load(home=tmp_path)
+    assert settings.callback_secret is not None
+    assert settings.callback_secret.get_secret_value() == "hunter2-hunter2-hunter2"
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(settings.model_dump())
+    assert "hunter2" not in settings.model_dump_json()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("LOCKGATE_JOB_RESULT_TTL", "soon", "setting 'job_result_ttl' is invalid"),
+        ("LOCKGATE_JOB_WORKERS", "-1", "setting 'job_workers' is invalid"),
+        ("LOCKGATE_JOB_LEASE", "0", "setting 'job_lease' is invalid"),
+    ],
+)
+def test_invalid_job_settings_are_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(lg.ConfigError, match=fragment):
+        Settings.load(home=tmp_path)

@@ -11,15 +11,16 @@ the workspace's ``lockgate.toml``, defaults. Only this module reads the environm
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from lockgate.errors import ConfigError
 
@@ -27,6 +28,29 @@ __all__ = ["CONFIG_FILE", "DEFAULT_HOME", "Settings", "redact_uri", "strip_passw
 
 DEFAULT_HOME = ".lockgate"
 CONFIG_FILE = "lockgate.toml"
+
+
+def _host_list(value: Any) -> Any:
+    """A list of hosts from the environment as ``a.example.com,b.example.com`` or JSON."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [h.strip() for h in text.split(",") if h.strip()]
+    return value
+
+
+def _seconds(value: Any) -> Any:
+    """A duration as seconds or with units (``90s``, ``15m``, ``24h``, ``7d``)."""
+    if isinstance(value, str):
+        from lockgate.clock import parse_duration
+
+        return parse_duration(value.strip()).total_seconds()
+    return value
+
+
+Hosts = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_host_list)]
+Seconds = Annotated[float, BeforeValidator(_seconds)]
 
 
 class Settings(BaseSettings):
@@ -65,6 +89,33 @@ class Settings(BaseSettings):
     require_services: bool = Field(
         default=False, description="Fail, instead of skip, when a service a test needs is missing."
     )
+    # -- async inference jobs (docs/async-jobs.md) --
+    jobs_url: str | None = Field(
+        default=None,
+        description="Where async inference jobs are kept: redis://host:port/db or sqlite:///path; SQLite in the workspace by default.",
+    )
+    job_workers: int = Field(default=4, ge=0, description="Jobs each server process scores at once; 0 takes none.")
+    job_result_ttl: Seconds = Field(
+        default=86400.0, gt=0, description="How long a finished job and its result are kept (seconds, or 24h, 7d)."
+    )
+    job_lease: Seconds = Field(
+        default=30.0,
+        gt=0,
+        description="How long a claim on a running job lasts without a heartbeat; a dead worker's job is retried after it.",
+    )
+    job_attempts: int = Field(default=3, ge=1, description="Claims of one job before it is failed as interrupted.")
+    callback_allowlist: Hosts = Field(
+        default=(),
+        description="Hosts job callbacks may be sent to (host, host:port or *.domain); none allows no callbacks.",
+    )
+    callback_secret: SecretStr | None = Field(
+        default=None, description="The key that signs callback bodies (HMAC-SHA256); at least 16 characters."
+    )
+    callback_attempts: int = Field(default=5, ge=1, description="Deliveries tried per callback before giving up.")
+    callback_backoff: Seconds = Field(
+        default=1.0, gt=0, description="Wait before the first callback retry, doubling each time (up to 5 minutes)."
+    )
+    callback_timeout: Seconds = Field(default=10.0, gt=0, description="Seconds one callback delivery may take.")
 
     @field_validator("identity")
     @classmethod
@@ -111,6 +162,10 @@ class Settings(BaseSettings):
         return self.prediction_log or str(self.home.resolve() / "predictions")
 
     @property
+    def resolved_jobs_url(self) -> str:
+        return self.jobs_url or f"sqlite:///{self.home.resolve() / 'jobs.db'}"
+
+    @property
     def actor(self) -> str:
         """The identity every write is recorded under."""
         return self.identity or f"user:{_os_user()}"
@@ -151,12 +206,13 @@ def _relative_to(folder: Path, values: dict[str, Any]) -> dict[str, Any]:
         root = values.get(name)
         if isinstance(root, str) and root and "://" not in root and not Path(root).expanduser().is_absolute():
             values[name] = str(folder.resolve() / root)
-    url = values.get("database_url")
     prefix = "sqlite:///"
-    if isinstance(url, str) and url.startswith(prefix):
-        database = url[len(prefix) :].split("?", 1)[0]
-        if database and database != ":memory:" and not database.startswith("/"):
-            values["database_url"] = prefix + str(folder.resolve() / url[len(prefix) :])
+    for name in ("database_url", "jobs_url"):
+        url = values.get(name)
+        if isinstance(url, str) and url.startswith(prefix):
+            database = url[len(prefix) :].split("?", 1)[0]
+            if database and database != ":memory:" and not database.startswith("/"):
+                values[name] = prefix + str(folder.resolve() / url[len(prefix) :])
     return values
 
 
@@ -199,9 +255,11 @@ def with_local_secrets(shipped: Settings) -> Settings:
         local = Settings.load(home=shipped.home)
     except Exception:  # noqa: BLE001 - no readable local settings: the shipped ones stand
         return shipped
-    updates = {}
-    for key in ("database_url", "online_store_url"):
+    updates: dict[str, Any] = {}
+    for key in ("database_url", "online_store_url", "jobs_url"):
         theirs = getattr(local, key)
         if theirs and strip_password(theirs) == getattr(shipped, key):
             updates[key] = theirs
+    if shipped.callback_secret is None and local.callback_secret is not None:
+        updates["callback_secret"] = local.callback_secret
     return shipped.model_copy(update=updates)

@@ -5,6 +5,7 @@ latency alone; a champion-challenger split is sticky."""
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import threading
 import time
@@ -128,7 +129,7 @@ def test_the_canary_analysis_rolls_back_bad_candidates_and_promotes_a_good_one(
 
     # Two worker processes, one analyst: analyses of a step are an interval apart, never twice.
     analyses = [e["at"] for e in good if e["event"] == "analysis"]
-    assert all(b - a >= INTERVAL_S * 1000 * 0.9 for a, b in zip(analyses, analyses[1:], strict=False))
+    assert all(b - a >= INTERVAL_S * 1000 * 0.9 for a, b in itertools.pairwise(analyses))
     served_by = {a[2].get("model_version") for a in traffic.answers[mark:] if a[0] == 200}
     assert served_by == {2}, "after the promotion every request is answered by the new champion"
 

@@ -33,15 +33,24 @@ def serve(
         str | None,
         typer.Option(help="Judge online feature ages at this ISO time instead of the wall clock (replays and demos)."),
     ] = None,
+    job_workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Async jobs each worker process scores at once (default: the job_workers setting, 4); 0 turns async jobs off."
+        ),
+    ] = None,
 ) -> None:
     """Serve every deployment: Open Inference Protocol v2 and a friendly JSON endpoint.
 
     New, changed and deleted deployments are picked up while running. Stop with SIGTERM or
     Ctrl-C: in-flight requests finish and the prediction log is written out first.
 
-    Example: lockgate serve --port 8080 --workers 2
+    Async jobs (POST /v1/endpoints/NAME/jobs) are kept in the workspace, or where jobs_url
+    points (Redis), and shared by every server on that store.
+
+    Example: lockgate serve --port 8080 --workers 2 --job-workers 8
     """
-    from lockgate.serving._server import ServeOptions
+    from lockgate.serving._server import ServeOptions, open_jobs
     from lockgate.serving._server import serve as run
 
     st = state(ctx)
@@ -55,11 +64,19 @@ def serve(
         drain_seconds=drain,
         prediction_log=prediction_log,
         feature_time=_instant(feature_time),
+        job_workers=job_workers,
     )
     ws = st.workspace()  # opened (and migrated) once here, so workers only read
     home = ws.home
     count = len(ws.deployments.list())
-    ws.close()
+    try:
+        # The job store and callback settings are checked here, once: a Redis that does not
+        # answer or an invalid allowlist stops the command instead of every worker.
+        jobs = open_jobs(ws.settings, options)
+        if jobs is not None:
+            jobs.close()
+    finally:
+        ws.close()
 
     def announce(address: str) -> None:
         st.output.info(

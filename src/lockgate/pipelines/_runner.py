@@ -167,6 +167,8 @@ class _Runner:
                 "identity": ws.settings.actor,
                 "database_url": strip_password(ws.settings.database_url),
                 "online_store_url": strip_password(ws.settings.online_store_url),
+                "jobs_url": strip_password(ws.settings.jobs_url),
+                "callback_secret": None,  # a worker completes secrets from its own environment
             }
         )
         self.sources: dict[str, str] = {}

@@ -36,9 +36,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lockgate.config import Settings
 from lockgate.errors import InvalidInputError, UnavailableError
+from lockgate.serving._jobs import Jobs
 
-__all__ = ["ServeOptions", "bind_listener", "serve"]
+__all__ = ["ServeOptions", "bind_listener", "open_jobs", "serve"]
 
 _log = logging.getLogger("lockgate.serve")
 
@@ -59,6 +61,9 @@ class ServeOptions:
     identity: str = "service:lockgate-serve"
     feature_time: datetime | None = None
     """Judge online feature ages at this fixed time instead of the wall clock (replays, demos)."""
+    job_workers: int | None = None
+    """Async jobs each worker process scores at once; None takes the ``job_workers`` setting,
+    0 turns async jobs off."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -73,6 +78,8 @@ class ServeOptions:
             raise InvalidInputError(f"graceful_seconds must not be negative, not {self.graceful_seconds}")
         if self.feature_time is not None and self.feature_time.tzinfo is None:
             raise InvalidInputError("--feature-time must carry a time zone, e.g. 2026-11-28T00:00:00Z")
+        if self.job_workers is not None and self.job_workers < 0:
+            raise InvalidInputError(f"--job-workers must be 0 or more, not {self.job_workers}")
         if self.max_body_bytes < 1:
             raise InvalidInputError(f"--max-body-mb must be positive, not {self.max_body_bytes / 1024 / 1024:g}")
 
@@ -246,7 +253,8 @@ def run_worker(
         wait_until_loaded=join_when_loaded,
         first_loaded=first_loaded,
     )
-    app = InferenceApp(host, metrics, prediction_log=prediction_log, max_body_bytes=options.max_body_bytes)
+    jobs = open_jobs(ws.settings, options)
+    app = InferenceApp(host, metrics, prediction_log=prediction_log, max_body_bytes=options.max_body_bytes, jobs=jobs)
     config = uvicorn.Config(
         app,
         loop="uvloop",
@@ -265,8 +273,21 @@ def run_worker(
     finally:
         if prediction_log is not None:
             prediction_log.close()  # already closed by a graceful shutdown; not after a forced one
+        if jobs is not None:
+            jobs.close()  # already closed by a graceful shutdown; not after a forced one
         ws.close()
     return 0
+
+
+def open_jobs(settings: Settings, options: ServeOptions) -> Jobs | None:
+    """The async jobs of one server process, from the settings (the job store, callbacks)
+    and ``--job-workers``; None when they are off."""
+    workers = settings.job_workers if options.job_workers is None else options.job_workers
+    if workers == 0:
+        return None
+    # Running jobs get the server's graceful time to finish at shutdown; the rest go back to
+    # the queue for the next process.
+    return Jobs.from_settings(settings, workers=workers, stop_grace_s=options.graceful_seconds)
 
 
 def _draining_server(config: Any, host: Any, drain_seconds: float) -> Any:
