@@ -170,16 +170,13 @@ def test_what_a_client_gets_wrong_is_a_4xx_and_nothing_is_queued(server: Server,
     assert server.get("/v1/jobs/not-an-id").status == 404
 
 
-def test_a_job_a_model_refuses_fails_with_the_predict_error(server: Server) -> None:
-    answer = server.post("/v1/endpoints/clf-api/jobs", {"records": [{"f0": "high", **dict.fromkeys(FEATURES[1:], 0)}]})
-    assert answer.status == 202
-    done = poll(server, answer.json()["id"])
-    assert done["status"] == "failed"
-    direct = server.post(
-        "/v1/endpoints/clf-api/predict", {"records": [{"f0": "high", **dict.fromkeys(FEATURES[1:], 0)}]}
-    )
-    assert done["error"] == {**{k: direct.json()[k] for k in ("error", "code")}, "status": direct.status}
-    assert done["error"]["status"] == 400
+def test_rows_predict_would_refuse_are_refused_at_submit_with_the_same_error(server: Server) -> None:
+    body = {"records": [{"f0": "high", **dict.fromkeys(FEATURES[1:], 0)}]}
+    answer = server.post("/v1/endpoints/clf-api/jobs", body)
+    direct = server.post("/v1/endpoints/clf-api/predict", body)
+    assert answer.status == direct.status == 400
+    assert answer.json()["error"] == direct.json()["error"]
+    assert "'f0' must be a number or null, got 'high'" in answer.json()["error"]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])

@@ -44,10 +44,11 @@ DEPLOYMENTS = ["clf-api", "fs-api", "fs-default", "fs-strict", "mixed-api", "mix
 def test_every_route_is_in_the_document_and_it_is_valid_openapi(document: dict[str, Any]) -> None:
     validate(document)
     expected = {"/v2", "/v2/health/live", "/v2/health/ready", "/v1/endpoints", "/metrics", "/openapi.json"}
+    expected.add("/v1/jobs/{id}")
     for name in DEPLOYMENTS:
         for base in (f"/v2/models/{name}", f"/v2/models/{name}/versions/1"):
             expected |= {base, f"{base}/ready", f"{base}/infer"}
-        expected.add(f"/v1/endpoints/{name}/predict")
+        expected |= {f"/v1/endpoints/{name}/predict", f"/v1/endpoints/{name}/jobs"}
     assert set(document["paths"]) == expected
     assert "gRPC is not served" in document["info"]["description"]
 

@@ -113,6 +113,9 @@ class JobQueue(Protocol):
 
     async def get(self, job_id: str) -> dict[str, Any]: ...
 
+    @property
+    def callbacks_allowed(self) -> bool: ...
+
 
 class InferenceApp:
     """The ASGI application: routes requests to the deployments a :class:`ModelHost` holds."""
@@ -167,7 +170,7 @@ class InferenceApp:
                     await self.host.start()
                     await self.analyst.start()
                     if self.jobs is not None:
-                        await self.jobs.start(self.score_payload)
+                        await self.jobs.start(functools.partial(self.score_payload, kind="job"))
                 except Exception as exc:  # noqa: BLE001 - whatever startup raised, uvicorn must hear it
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -294,6 +297,7 @@ class InferenceApp:
                     "ready": e.problem is None and bool(e.models),
                     "problem": e.problem,
                     "runtimes": {str(v): m.runtime.kind for v, m in sorted(e.models.items())},
+                    "rollout": _rollout_view(e),
                 }
             )
         return out
@@ -468,13 +472,28 @@ class InferenceApp:
         self, name: str, scope: Scope, receive: Receive, headers: Mapping[str, str], request_id: str
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
         jobs = self._job_queue()
-        self.host.endpoint(name)  # 404 for a deployment that does not exist, before anything is queued
+        primary = self.host.endpoint(name).primary  # 404 / 503 before anything is queued
         body = await read_body(scope, receive, headers, self.max_body_bytes)
         payload = _json_object(body, allowed=_JOB_KEYS)
+        has_callback = "callback_url" in payload
         callback = payload.pop("callback_url", None)
-        if callback is not None and not isinstance(callback, str):
+        if has_callback and not isinstance(callback, str):
             raise InvalidInputError("'callback_url' must be a string URL (https://host/path), or left out")
-        _payload_rows(payload)
+        # The rows are checked now, as predict would check them: a job that can only fail is
+        # refused at the door rather than accepted and failed later.
+        rows = _payload_rows(payload)
+        if "records" in payload:
+            batch = from_records(rows, primary.runtime.signature)
+            primary.runtime.check(batch)
+            if primary.contract is not None:
+                _check_contract(primary, batch)
+        elif primary.feature_service is None:
+            raise InvalidInputError(
+                f"deployment '{name}' has no feature service to look entities up in; send 'records', "
+                f"or set one: lockgate deploy update {name} --feature-service NAME"
+            )
+        else:
+            check_entity_rows(rows, *self._entity_inputs(primary))
         job = await jobs.submit(name, payload, callback_url=callback, request_id=request_id)
         location = (b"location", f"/v1/jobs/{job['id']}".encode())
         return 202, orjson.dumps(job), _JSON, [location]
@@ -533,7 +552,9 @@ class InferenceApp:
         key = (self.host.loaded, tuple((name, id(e)) for name, e in sorted(self.host.endpoints.items())))
         if self._openapi is None or self._openapi[0] != key:
             docs = [self._deployment_doc(e) for _name, e in sorted(self.host.endpoints.items())]
-            self._openapi = (key, orjson.dumps(openapi_document(__version__, docs)))
+            callbacks = self.jobs is not None and self.jobs.callbacks_allowed
+            document = openapi_document(__version__, docs, jobs=self.jobs is not None, callbacks=callbacks)
+            self._openapi = (key, orjson.dumps(document))
         return self._openapi[1]
 
     def _deployment_doc(self, endpoint: Endpoint) -> DeploymentDoc:
@@ -773,6 +794,21 @@ def _check_contract(served: ServedModel, batch: Batch) -> None:
             f"the request breaks contract '{report.contract_name}': {first.message}"
             + (f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else "")
         )
+
+
+def _rollout_view(endpoint: Endpoint) -> dict[str, Any] | None:
+    rollout = endpoint.deployment.rollout
+    route = endpoint.resolved.candidate
+    if rollout is None or route is None:
+        return None
+    return {
+        "strategy": rollout.strategy,
+        "candidate": rollout.candidate,
+        "role": route.route.role,
+        "weight": route.route.weight,
+        "loaded": route.version in endpoint.models,
+        "problem": endpoint.candidate_problem,
+    }
 
 
 def _json_object(body: bytes, *, allowed: frozenset[str] = _PREDICT_KEYS) -> dict[str, Any]:

@@ -230,6 +230,11 @@ class Jobs:
 
     # -- the workers ---------------------------------------------------------------------------
 
+    @property
+    def callbacks_allowed(self) -> bool:
+        """Whether a job may name a callback URL (an allowlist and a signing key are set)."""
+        return bool(self.callbacks.allowlist) and self.callbacks.secret is not None
+
     async def start(self, score: ScoreFn) -> None:
         """Begin scoring jobs with ``score`` (up to ``workers`` at once) and delivering
         callbacks, on the running event loop."""

@@ -86,6 +86,10 @@ class OnnxRuntime(SignedRuntime):
             return Prediction(kind="onnx", prediction=np.asarray(results[0], dtype=np.float64).reshape(-1))
         return Prediction(kind="onnx", label=results[0], probabilities=results[1].astype(np.float64))
 
+    def check(self, batch: Batch) -> None:
+        """Refuse values beyond float32's range, as :meth:`predict` would."""
+        self._feeds(batch)
+
     def _feeds(self, batch: Batch) -> dict[str, Any]:
         if self._matrix:
             matrix = numeric_matrix(batch, self._signature)

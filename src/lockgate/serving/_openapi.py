@@ -19,12 +19,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lockgate.serving._schemas import (
+    JOB,
     STRING,
     DeploymentDoc,
     ModelDoc,
     contract_rules,
     infer_request_schema,
     infer_response_schema,
+    job_request_schema,
     metadata_schema,
     predict_request_schema,
     predict_response_schema,
@@ -61,6 +63,7 @@ _REQUEST_ID = {
 }
 
 
+_LOCATION = {"Location": {"description": "The job's URL.", "required": True, "schema": STRING}}
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "required": True, "schema": STRING}}
 
 
@@ -214,7 +217,40 @@ def _predict_op(deployment: DeploymentDoc | None, params: Sequence[Mapping[str, 
     )
 
 
-def _deployment_paths(deployment: DeploymentDoc) -> dict[str, Any]:
+def _jobs_op(
+    deployment: DeploymentDoc | None, params: Sequence[Mapping[str, Any]] = (), *, callbacks: bool
+) -> dict[str, Any]:
+    model = None if deployment is None else deployment.primary
+    accepted = {"202": _json(JOB, "The job, queued; poll its url.", _LOCATION)}
+    if deployment is None:
+        responses = {**accepted, **_errors(400, 404, 405, 413, 503)}
+    elif model is None:
+        responses = _errors(405, 503)
+    else:
+        responses = {**accepted, **_errors(400, 405, 413, 422, 503)}
+    return _op(
+        "post",
+        "Score the same body later: an async job" + (", with an optional callback" if callbacks else ""),
+        responses,
+        params,
+        requestBody={
+            "required": True,
+            "content": {"application/json": {"schema": job_request_schema(model, deployment, callbacks=callbacks)}},
+        },
+    )
+
+
+def _job_op() -> dict[str, Any]:
+    param = {"name": "id", "in": "path", "required": True, "schema": STRING, "description": "a job id"}
+    return _op(
+        "get",
+        "An async job: its status, then its result",
+        {"200": _json(JOB, "The job.")} | _errors(404, 405, 503),
+        [param],
+    )
+
+
+def _deployment_paths(deployment: DeploymentDoc, *, jobs: bool, callbacks: bool) -> dict[str, Any]:
     name = deployment.name
     base = f"/v2/models/{name}"
     paths: dict[str, Any] = {
@@ -228,14 +264,16 @@ def _deployment_paths(deployment: DeploymentDoc) -> dict[str, Any]:
         paths[f"{at}/ready"] = _ready_op(name, model)
         paths[f"{at}/infer"] = _infer_op(name, model)
     paths[f"/v1/endpoints/{name}/predict"] = _predict_op(deployment)
+    if jobs:
+        paths[f"/v1/endpoints/{name}/jobs"] = _jobs_op(deployment, callbacks=callbacks)
     return paths
 
 
-def _generic_paths() -> dict[str, Any]:
+def _generic_paths(*, jobs: bool, callbacks: bool) -> dict[str, Any]:
     """The model routes by name: what the document shows while no deployment is served."""
     by_name = [_name_param()]
     by_version = [*by_name, _version_param()]
-    return {
+    paths = {
         "/v2/models/{name}": _metadata_op(None, None, by_name),
         "/v2/models/{name}/ready": _ready_op(None, None, by_name),
         "/v2/models/{name}/infer": _infer_op(None, None, by_name),
@@ -244,6 +282,9 @@ def _generic_paths() -> dict[str, Any]:
         "/v2/models/{name}/versions/{version}/infer": _infer_op(None, None, by_version),
         "/v1/endpoints/{name}/predict": _predict_op(None, by_name),
     }
+    if jobs:
+        paths["/v1/endpoints/{name}/jobs"] = _jobs_op(None, by_name, callbacks=callbacks)
+    return paths
 
 
 def _get(summary: str, schema: Mapping[str, Any], *errors: int, not_ready: bool = False) -> dict[str, Any]:
@@ -271,7 +312,7 @@ _ENDPOINTS = {
             "items": {
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["name", "model", "versions", "serving", "ready", "problem", "runtimes"],
+                "required": ["name", "model", "versions", "serving", "ready", "problem", "runtimes", "rollout"],
                 "properties": {
                     "name": STRING,
                     "model": STRING,
@@ -280,6 +321,10 @@ _ENDPOINTS = {
                     "ready": {"type": "boolean"},
                     "problem": {"type": ["string", "null"]},
                     "runtimes": {"type": "object", "additionalProperties": {"enum": ["sklearn", "onnx", "custom"]}},
+                    "rollout": {
+                        "type": ["object", "null"],
+                        "description": "the rollout running: strategy, candidate, its role and share of traffic",
+                    },
                 },
             },
         }
@@ -287,9 +332,12 @@ _ENDPOINTS = {
 }
 
 
-def openapi_document(version: str, deployments: Sequence[DeploymentDoc] = ()) -> dict[str, Any]:
+def openapi_document(
+    version: str, deployments: Sequence[DeploymentDoc] = (), *, jobs: bool = False, callbacks: bool = False
+) -> dict[str, Any]:
     """The document ``GET /openapi.json`` answers: the generic routes, and concrete ones for
-    each of ``deployments`` with schemas from its model's signature."""
+    each of ``deployments`` with schemas from its model's signature; the async job routes when
+    the server runs ``jobs`` (a ``callback_url`` only when ``callbacks`` are allowed)."""
     live = {
         "type": "object",
         "additionalProperties": False,
@@ -321,10 +369,12 @@ def openapi_document(version: str, deployments: Sequence[DeploymentDoc] = ()) ->
         ),
         "/openapi.json": _get("This document", {"type": "object"}),
     }
+    if jobs:
+        paths["/v1/jobs/{id}"] = _job_op()
     if not deployments:
-        paths.update(_generic_paths())
+        paths.update(_generic_paths(jobs=jobs, callbacks=callbacks))
     for deployment in deployments:
-        paths.update(_deployment_paths(deployment))
+        paths.update(_deployment_paths(deployment, jobs=jobs, callbacks=callbacks))
     return {
         "openapi": "3.1.0",
         "info": {

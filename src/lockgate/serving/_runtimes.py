@@ -84,11 +84,19 @@ class ModelRuntime(Protocol):
         """Score every row of ``batch`` (an Arrow table or a mapping of column → array)."""
         ...
 
+    def check(self, batch: Batch) -> None:
+        """Raise what :meth:`predict` would raise for the values of ``batch`` (a value the
+        runtime cannot represent), without scoring: for work accepted now and scored later."""
+        ...
+
 
 class SignedRuntime:
     """What every runtime answers from its signature: the columns, the task and the classes."""
 
     _signature: Signature
+
+    def check(self, batch: Batch) -> None:
+        """Nothing beyond the signature's own conversion (the caller built ``batch`` with it)."""
 
     @property
     def signature(self) -> Signature:

@@ -351,8 +351,47 @@ def predict_response_schema(name: str | None, model: ModelDoc | None) -> dict[st
             "predictions": predictions,
             "scores": scores,
             "feature_status": {"type": "array", "items": {"enum": _STATUSES}},
+            "role": {"enum": ["canary", "challenger"], "description": "a rollout's candidate answered"},
         },
     }
+
+
+def job_request_schema(model: ModelDoc | None, deployment: DeploymentDoc | None, *, callbacks: bool) -> dict[str, Any]:
+    """What ``POST .../jobs`` takes: a predict body, with an optional ``callback_url`` when the
+    server allows callbacks (a URL whose host is on its allowlist; others answer 400)."""
+    base = predict_request_schema(model, deployment)
+    if not callbacks:
+        return base
+    variants = base.get("oneOf", [base])
+    url = {"type": "string", "description": "called with the job when it ends; its host must be on the allowlist"}
+    with_url = [{**v, "properties": {**v["properties"], "callback_url": url}} for v in variants]
+    return with_url[0] if len(with_url) == 1 else {"oneOf": with_url}
+
+
+_TIME = {"type": ["string", "null"], "description": "ISO 8601, UTC"}
+JOB = {
+    "type": "object",
+    "required": ["id", "status", "deployment", "request_id", "created_at", "attempts", "url"],
+    "properties": {
+        "id": STRING,
+        "status": {"enum": ["queued", "running", "succeeded", "failed"]},
+        "deployment": STRING,
+        "request_id": STRING,
+        "created_at": _TIME,
+        "started_at": _TIME,
+        "finished_at": _TIME,
+        "expires_at": _TIME,
+        "attempts": {"type": "integer", "minimum": 0},
+        "url": STRING,
+        "result": {"type": "object", "description": "what POST /v1/endpoints/{name}/predict answers"},
+        "error": {
+            "type": "object",
+            "required": ["error", "code", "status"],
+            "properties": {"error": STRING, "code": STRING, "status": {"type": "integer"}},
+        },
+        "callback": {"type": "object", "description": "the callback's URL (without its query) and deliveries"},
+    },
+}
 
 
 def contract_rules(contract: Any, names: Sequence[str]) -> tuple[dict[str, dict[str, Any]], frozenset[str]]:
