@@ -8,8 +8,11 @@
 [0.93]
 """
 
+import typing as _typing
+
 from lockgate._version import __version__
 from lockgate.config import Settings
+from lockgate.deploy import AnalysisPolicy, Deployment
 from lockgate.entities import DatasetVersion, Metric, ModelVersion, RunRecord, RunStatus
 from lockgate.errors import (
     AuditChainBroken,
@@ -34,12 +37,15 @@ from lockgate.workspace import Workspace
 
 __all__ = [
     "ActiveRun",
+    "AnalysisPolicy",
     "AuditChainBroken",
+    "BatchPredictionResult",
     "CheckFailed",
     "ConfigError",
     "ConflictError",
     "DataRef",
     "DatasetVersion",
+    "Deployment",
     "IntegrityError",
     "InvalidInputError",
     "InvalidReferenceError",
@@ -61,7 +67,23 @@ __all__ = [
     "UserCodeError",
     "Workspace",
     "__version__",
+    "batch_predict",
     "pipeline",
     "run_pipeline",
     "step",
 ]
+
+if _typing.TYPE_CHECKING:
+    from lockgate.serving import BatchPredictionResult, batch_predict
+
+# Batch scoring brings pandas and the model runtimes: loaded on first use, so `import lockgate`
+# (and every CLI command) stays fast.
+_LAZY = {"BatchPredictionResult": "lockgate.serving", "batch_predict": "lockgate.serving"}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lockgate' has no attribute {name!r}")

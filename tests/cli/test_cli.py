@@ -222,8 +222,11 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         "reason new_data",
         "8. Serving",
         "answered 200",
-        "9. Lineage",
-        "10. Audit",
+        "9. Rollout",
+        "async job",
+        "batch scoring",
+        "10. Lineage",
+        "11. Audit",
         "try next",
     ):
         assert chapter in out
@@ -235,7 +238,11 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     # The gate admitted today's batch and stopped both broken ones.
     (admitted,) = ws.data.versions("transactions-daily")
     assert admitted[1][0].passed
-    assert ws.models.get("models:/fraud@champion").version == 1
+    # The retrained model (v2) passed its canary; the one with shuffled labels (v3) did not.
+    assert ws.models.get("models:/fraud@champion").version == 2
+    decisions = [e["event"] for e in ws.rollouts.status("fraud-api").events]
+    assert decisions.count("rolled_back") == 1
+    assert decisions.count("promoted") == 1
     assert ws.audit.verify().ok
     # The demo refuses to wipe a folder it did not make.
     other = tmp_path / "precious"

@@ -20,9 +20,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import textwrap
 import time
@@ -36,23 +33,14 @@ import pytest
 import lockgate as lg
 from lockgate.pipelines._ray import LARGE_FILE_BYTES
 from lockgate.store import PipelineRepository
+from tests.integration.ray_namespace import missing, processes_mentioning, require_ray_namespace, run_in_namespace
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3, pytest.mark.slow]
 
 PROJECT = Path(__file__).parent / "ray_project"
 PG_ADMIN_URL = os.environ.get("LOCKGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-REQUIRE = os.environ.get("LOCKGATE_REQUIRE_SERVICES", "") not in ("", "0", "false")
 GCS_PORT = 6379  # a fresh network namespace: every port is free
 DRIVER_KEY, WORKER_KEY = "lockgate-driver", "lockgate-worker"
-NAMESPACE = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
-
-
-def _missing(what: str, why: str) -> None:
-    """tests/conftest.py's ``service_missing``, for this module-scoped setup."""
-    message = f"{what} is not available ({why})"
-    if REQUIRE:
-        pytest.fail(f"{message}, and LOCKGATE_REQUIRE_SERVICES=1 requires it")
-    pytest.skip(message)
 
 
 # Runs inside the namespaces, as the namespace's second process (sh, the first, reaps the Ray
@@ -171,17 +159,7 @@ finally:
 def ray_scenario() -> Iterator[dict[str, Any]]:
     """Run the scenario once for the module: the pipeline on the local executor, and on Ray with
     its last step's worker killed. Yields the scenario's report and a workspace on its metadata."""
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        _missing("Ray", "install lockgate[ray]")
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        _missing("a private network namespace for Ray", "unshare and ip (util-linux, iproute2) are not installed")
-    probe = subprocess.run(
-        [*NAMESPACE, "sh", "-c", "ip link set lo up"], capture_output=True, text=True, timeout=30, check=False
-    )
-    if probe.returncode != 0:
-        _missing("a private network namespace for Ray (unshare as root)", probe.stderr.strip() or "unshare failed")
+    require_ray_namespace()
     with _pg_database() as (tcp_url, socket_url), pytest.MonkeyPatch.context() as env:
         # As tests/conftest.py's per-test isolation, which starts only after this fixture.
         for key in [
@@ -221,31 +199,15 @@ def ray_scenario() -> Iterator[dict[str, Any]]:
             (tmp / "cfg.json").write_text(json.dumps(cfg))
             (tmp / "scenario.py").write_text(textwrap.dedent(_SCENARIO))
             started = time.monotonic()
-            # sh stays the namespace's first process (the command after it keeps it from
-            # exec'ing python) and reaps the daemons `ray start` leaves to it.
-            script = 'ip link set lo up || exit 1; "$0" "$@"; exit $?'
-            child = subprocess.Popen(
-                [*NAMESPACE, "sh", "-c", script, sys.executable, str(tmp / "scenario.py"), str(tmp / "cfg.json")],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,
-            )
-            try:
-                output, _ = child.communicate(timeout=150)
-            except subprocess.TimeoutExpired:
-                # unshare --kill-child takes the namespace's first process, and the kernel the rest.
-                os.killpg(child.pid, signal.SIGKILL)
-                output, _ = child.communicate()
-                pytest.fail(f"the Ray scenario did not finish in 150 s:\n{output[-4000:]}")
+            returncode, output = run_in_namespace(tmp / "scenario.py", str(tmp / "cfg.json"), timeout=150)
             if not Path(cfg["report"]).exists():
-                pytest.fail(f"the Ray scenario failed (exit {child.returncode}):\n{output[-4000:]}")
+                pytest.fail(f"the Ray scenario failed (exit {returncode}):\n{output[-4000:]}")
             report = json.loads(Path(cfg["report"]).read_text())
             if "error" in report:
                 pytest.fail(f"the Ray scenario failed:\n{report['error']}")
             report["seconds"] = round(time.monotonic() - started, 1)
             report["output"] = output
-            report["left_on_host"] = _processes_mentioning(str(tmp))
+            report["left_on_host"] = processes_mentioning(str(tmp))
             # Shown when a test fails: where the time went.
             print(
                 f"Ray scenario: {report['seconds']} s in all; ray start {report.get('ray_start_seconds')} s, "
@@ -259,16 +221,6 @@ def ray_scenario() -> Iterator[dict[str, Any]]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _processes_mentioning(text: str) -> list[str]:
-    """Processes on this machine whose command line mentions ``text``."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if proc.name.isdigit() and text in (cmdline := (proc / "cmdline").read_bytes().decode(errors="replace")):
-                found.append(f"{proc.name}: {cmdline.replace(chr(0), ' ')[:200]}")
-    return found
-
-
 @contextlib.contextmanager
 def _pg_database() -> Iterator[tuple[str, str]]:
     """A fresh PostgreSQL database for the module (tests/conftest.py's ``pg_url`` is per test),
@@ -276,17 +228,17 @@ def _pg_database() -> Iterator[tuple[str, str]]:
     try:
         import psycopg
     except ImportError:
-        _missing("PostgreSQL", "psycopg is not installed")
+        missing("PostgreSQL", "psycopg is not installed")
     name = f"lockgate_test_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        _missing("PostgreSQL at 127.0.0.1:5432", str(exc).strip().splitlines()[0])
+        missing("PostgreSQL at 127.0.0.1:5432", str(exc).strip().splitlines()[0])
     with admin:
         row = admin.execute("SHOW unix_socket_directories").fetchone()
         sockets = [d.strip() for d in str(row[0] if row else "").split(",") if d.strip()]
         if not sockets or not Path(sockets[0]).is_dir():
-            _missing("PostgreSQL's Unix socket", "unix_socket_directories names no folder here")
+            missing("PostgreSQL's Unix socket", "unix_socket_directories names no folder here")
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}", f"postgresql://postgres@/{name}?host={sockets[0]}"

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from lockgate._version import __version__
-from lockgate.cli import audit, data, db, deploy, features, models, pipeline, runs, scheduler, triggers
+from lockgate.cli import audit, batch, data, db, deploy, features, models, pipeline, runs, scheduler, triggers
 from lockgate.cli._context import State, state
 from lockgate.cli._output import Output, human_bytes
 from lockgate.cli.demo import demo
@@ -47,6 +47,7 @@ app.command("lineage")(lineage)
 app.command("reproduce")(pipeline.reproduce_command)
 app.command("demo")(demo)
 app.command("serve")(serve)
+app.command("batch-predict")(batch.batch_predict_command)
 
 
 def _version(value: bool) -> None:

@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -26,6 +27,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from lockgate.cli._context import state
+from lockgate.cli._demo_rollout import RolloutPlan, rollout_chapter
 from lockgate.cli._demo_serving import serving_chapter
 from lockgate.cli._output import Output, human_bytes, short, table
 from lockgate.cli.lineage import render
@@ -86,6 +88,7 @@ def demo(
     from lockgate.examples.fraud.pipeline import CONTRACT
     from lockgate.examples.fraud.pipeline import fraud as fraud_pipeline
     from lockgate.examples.fraud.train import entity_rows, input_example
+    from lockgate.examples.fraud.train import fit as fit_model
     from lockgate.pipelines import DataRef, LocalExecutor, Scheduler, TriggerService, reproduce, run_pipeline
 
     if days < 45:
@@ -386,7 +389,59 @@ def demo(
     _, body, took = story.chapter("Serving", serve)
     story.show(8, "Serving", body, f"{hint_env} lockgate serve --port 8080", took)
 
-    # 9. Lineage -----------------------------------------------------------------------------------
+    # 9. Rollout -----------------------------------------------------------------------------------
+    def roll_out() -> tuple[None, Group, str]:
+        # The retrained model: the run the late batch fired (every step cached now, outputs kept).
+        retrained = run_pipeline(ws, fraud_pipeline, params=pipeline_params, executor="inline")
+        frame = retrained.output("training_set")
+        example = input_example(frame)
+        good = ws.models.register(
+            retrained.output("train_model"),
+            name="fraud",
+            run_id=retrained.step_run("train_model"),
+            input_example=example,
+            features=FEATURES,
+            description="retrained after the late batch arrived",
+        )
+        # A training bug: labels joined to the wrong rows (shuffled). It scores, fast and
+        # without errors, but not like the champion: only the score PSI can tell.
+        shuffled = pc.take(frame["is_fraud"], pa.array(np.random.default_rng(7).permutation(frame.num_rows)))
+        broken = frame.set_column(frame.schema.get_field_index("is_fraud"), "is_fraud", shuffled)
+        bad = ws.models.register(
+            fit_model(broken, {"max_iter": 20}),
+            name="fraud",
+            input_example=example,
+            features=FEATURES,
+            feature_service="fraud_v1",
+            description="labels joined on the wrong key",
+        )
+        # Every transaction with its features as of training: the nightly batch to score.
+        batch_input = home / "data" / "to-score.parquet"
+        pq.write_table(
+            pa.Table.from_pandas(input_example(frame, rows=frame.num_rows), preserve_index=False), batch_input
+        )
+        recent = frame.slice(max(0, frame.num_rows - 20_000))
+        records = input_example(recent, rows=2000).to_dict("records")
+        last_day = data.transactions.filter(pc.greater_equal(data.transactions["ts"], data.end - timedelta(days=1)))
+        fields = request_fields(last_day.slice(0, 50)).drop_columns(["transaction_id", "ts"])
+        entities = [{k: v if isinstance(v, str) else float(v) for k, v in row.items()} for row in fields.to_pylist()]
+        plan = RolloutPlan(
+            good=good.uri,
+            bad=bad.uri,
+            bad_story="labels joined on the wrong key",
+            records=records,
+            entities=entities,
+            batch_input=batch_input,
+            batch_output=home / "scores.parquet",
+            now=data.end,
+        )
+        _, body, summary = rollout_chapter(ws, plan)
+        return None, body, summary
+
+    _, body, took = story.chapter("Rollout", roll_out)
+    story.show(9, "Rollout", body, f"{hint_env} lockgate deploy status fraud-api", took)
+
+    # 10. Lineage -----------------------------------------------------------------------------------
     def trace() -> tuple[None, Group, str]:
         graph = ws.lineage_of("models:/fraud@champion", direction="upstream")
         events = ws.openlineage("models:/fraud@champion", direction="upstream")
@@ -399,9 +454,9 @@ def demo(
         return None, Group(*trees, note), f"{len(graph.nodes)} nodes traced"
 
     _, body, took = story.chapter("Lineage", trace)
-    story.show(9, "Lineage", body, f"{hint_env} lockgate lineage models:/fraud@champion --format openlineage", took)
+    story.show(10, "Lineage", body, f"{hint_env} lockgate lineage models:/fraud@champion --format openlineage", took)
 
-    # 10. Audit ------------------------------------------------------------------------------------
+    # 11. Audit ------------------------------------------------------------------------------------
     def audit() -> tuple[None, Group, str]:
         report = ws.audit.verify()
         events = ws.audit.events(limit=6)
@@ -417,7 +472,7 @@ def demo(
         )
 
     _, body, took = story.chapter("Audit", audit)
-    story.show(10, "Audit", body, f"{hint_env} lockgate audit verify", took)
+    story.show(11, "Audit", body, f"{hint_env} lockgate audit verify", took)
 
     size = sum(o.size for o in ws.artifacts.iter_objects())
     summary = table(

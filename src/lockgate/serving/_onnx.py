@@ -196,5 +196,5 @@ def _check_narrowed(wide: np.ndarray[Any, Any], _narrow: np.ndarray[Any, Any]) -
     if overflow.any():
         row, col = (int(i) for i in np.argwhere(overflow)[0])
         raise InvalidInputError(
-            f"row {row}: value {wide[row, col]!r} is beyond the model's float32 range (about 3.4e38); send a smaller number"
+            f"row {row}: value {float(wide[row, col]):g} is beyond the model's float32 range (about 3.4e38); send a smaller number"
         )
