@@ -311,7 +311,8 @@ class RolloutService:
             )
             self._event(conn, latest, "analysis", {**decision.to_dict(), "failures": counted.failures})
             if action == "rollback":
-                self._roll_back(conn, latest, f"the canary failed {counted.failures} analyses", verdict)
+                failed = f"{counted.failures} failed {'analysis' if counted.failures == 1 else 'analyses'} in a row"
+                self._roll_back(conn, latest, f"the canary reached its failure limit ({failed})", verdict)
             elif action == "advance":
                 advanced = replace(counted.advanced(now), analyses=counted.analyses)
                 routes = (

@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from lockgate.clock import now_millis
 from lockgate.serving._rollout_stats import ArmRecorder
@@ -34,7 +34,7 @@ class RolloutAnalyst:
         ws: Workspace,
         recorder: ArmRecorder,
         *,
-        active: Any,
+        active: Callable[[], bool],
         flush_seconds: float = 1.0,
         lease_seconds: float = 10.0,
         analyze: bool = True,
@@ -68,11 +68,11 @@ class RolloutAnalyst:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.flush_seconds)
-            rows = self.recorder.drain(now_millis())
-            if rows or self._active():
-                await loop.run_in_executor(self._pool, self._tick, rows)
+            if self.recorder.pending or self._active():
+                await loop.run_in_executor(self._pool, self._tick)
 
-    def _tick(self, rows: list[dict[str, Any]]) -> None:
+    def _tick(self) -> None:
+        rows = self.recorder.drain(now_millis())
         try:
             self.ws.rollouts.record_stats(rows)
         except Exception:  # noqa: BLE001 - the store blinked: these counts are lost, serving goes on

@@ -52,7 +52,6 @@ from lockgate.serving._analyst import RolloutAnalyst
 from lockgate.serving._batch import (
     Batch,
     batch_columns,
-    batch_rows,
     check_entity_rows,
     column_kinds,
     from_records,
@@ -66,6 +65,8 @@ from lockgate.serving._predlog import LoggedRequest, PredictionLog
 from lockgate.serving._rollout_stats import ArmRecorder
 from lockgate.serving._runtimes import Prediction
 from lockgate.serving._schemas import DeploymentDoc, ModelDoc, contract_rules
+from lockgate.serving._shadow import ShadowCopies, ShadowCopy, scores_of
+from lockgate.serving._signature import Signature
 from lockgate.serving._v2 import encode_response, parse_request
 from lockgate.serving._wire import (
     RETRY_AFTER_UNAVAILABLE,
@@ -93,9 +94,6 @@ _PREDICT_KEYS = frozenset({"records", "entities"})
 SAFE_INTEGER = 2**53 - 1  # the integers a float64 holds exactly, as JSON parsers read numbers
 _RETRY_NOT_READY = (b"retry-after", str(RETRY_AFTER_UNAVAILABLE).encode())
 _JOB_KEYS = _PREDICT_KEYS | {"callback_url"}
-# Shadow copies in flight per process; past this, copies are skipped (and counted) rather
-# than queued without bound behind a slow candidate.
-_MAX_SHADOW_TASKS = 256
 
 ScoreFn = Callable[[str, dict[str, Any], str], Awaitable[dict[str, Any]]]
 
@@ -141,8 +139,7 @@ class InferenceApp:
             active=lambda: any(e.deployment.rollout is not None for e in self.host.endpoints.values()),
             analyze=analyze_rollouts,
         )
-        self.shadow_skipped = 0
-        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self.shadows = ShadowCopies(self.arms, self._log_shadow)
         self.max_body_bytes = max_body_bytes
         self.draining = False
         self._server_metadata = orjson.dumps(
@@ -185,8 +182,7 @@ class InferenceApp:
         self.draining = True
         if self.jobs is not None:
             await self.jobs.stop()
-        if self._shadow_tasks:
-            await asyncio.wait(set(self._shadow_tasks), timeout=self.host.drain_seconds)
+        await self.shadows.close(self.host.drain_seconds)
         await self.host.stop()
         await self.analyst.stop()
         if self.prediction_log is not None:
@@ -436,7 +432,7 @@ class InferenceApp:
             answer["predictions"] = prediction.label.tolist()
         elif prediction.prediction is not None:
             answer["predictions"] = prediction.prediction.tolist()
-        scores = _scores(prediction)
+        scores = scores_of(prediction)
         if scores is not None:
             answer["scores"] = scores.tolist()
         if statuses is not None:
@@ -600,7 +596,7 @@ class InferenceApp:
             if role is not None:
                 self.arms.failed(served.deployment, served.version, role, (time.perf_counter() - started) * 1000.0)
             raise
-        scores = _scores(prediction)
+        scores = scores_of(prediction)
         if scores is not None:
             self.metrics.score(served.deployment, served.label, scores)
         return prediction
@@ -633,7 +629,7 @@ class InferenceApp:
         """Count an answer for its arm (under a rollout) and log it."""
         if endpoint.deployment.rollout is not None:
             latency_ms = (time.perf_counter() - started) * 1000.0
-            self.arms.answered(served.deployment, served.version, role, latency_ms, _scores(prediction))
+            self.arms.answered(served.deployment, served.version, role, latency_ms, scores_of(prediction))
         self._record(served, kind, request_id, started, batch, prediction, entities, role)
 
     def _shadow(
@@ -644,55 +640,32 @@ class InferenceApp:
         batch: Batch,
         answer: Prediction,
         entities: list[dict[str, Any]] | None,
-        rebuild: Callable[[Any], Batch],
+        rebuild: Callable[[Signature], Batch],
     ) -> None:
-        """Score a copy of an answered request on the shadow candidate, off the response
-        path: the caller has its answer before the shadow starts."""
+        """Leave an answered request for its shadow, which scores it later with others."""
         shadow = endpoint.shadow
-        if shadow is None:
+        if shadow is None or self.draining:
             return
-        if len(self._shadow_tasks) >= _MAX_SHADOW_TASKS or self.draining:
-            self.shadow_skipped += 1
-            return
-        primary = endpoint.primary
-        task = asyncio.get_running_loop().create_task(
-            self._run_shadow(shadow, primary, kind, request_id, batch, answer, entities, rebuild)
-        )
-        self._shadow_tasks.add(task)
-        task.add_done_callback(self._shadow_tasks.discard)
+        primary = endpoint.primary.runtime.signature
+        self.shadows.add(shadow, ShadowCopy(request_id, kind, batch, answer, entities, rebuild, primary))
 
-    async def _run_shadow(
-        self,
-        shadow: ServedModel,
-        primary: ServedModel,
-        kind: str,
-        request_id: str,
-        batch: Batch,
-        answer: Prediction,
-        entities: list[dict[str, Any]] | None,
-        rebuild: Callable[[Any], Batch],
+    def _log_shadow(
+        self, shadow: ServedModel, copy: ShadowCopy, prediction: Prediction, latency_ms: float, same_rows: bool
     ) -> None:
-        started = time.perf_counter()
-        try:
-            if shadow.runtime.signature != primary.runtime.signature:
-                batch = rebuild(shadow.runtime.signature)
-            prediction = await self._call(shadow, batch, "")
-        except Exception as exc:  # noqa: BLE001 - a shadow's failure is counted, never answered
-            self.arms.failed(shadow.deployment, shadow.version, "shadow", (time.perf_counter() - started) * 1000.0)
-            _log.debug("shadow %s failed on request %s: %s", shadow.uri, request_id, exc)
-            return
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        shadow_scores, primary_scores = _scores(prediction), _scores(answer)
-        self.arms.answered(shadow.deployment, shadow.version, "shadow", latency_ms, shadow_scores)
-        self.arms.compared(
-            shadow.deployment,
-            shadow.version,
-            agree=_agreeing(answer, prediction),
-            rows=batch_rows(batch),
-            primary_scores=primary_scores,
-            shadow_scores=shadow_scores,
+        # On the primary's very rows the shadow's log row leaves its inputs out: they are the
+        # primary's row of the same request_id, and logging them twice would double the cost.
+        self._record(
+            shadow,
+            copy.kind,
+            copy.request_id,
+            0.0,
+            copy.batch,
+            prediction,
+            None if same_rows else copy.entities,
+            "shadow",
+            latency_ms,
+            with_inputs=not same_rows,
         )
-        self._record(shadow, kind, request_id, started, batch, prediction, entities, "shadow")
 
     def _record(
         self,
@@ -704,6 +677,9 @@ class InferenceApp:
         prediction: Prediction,
         entities: list[dict[str, Any]] | None,
         role: str = "primary",
+        latency_ms: float | None = None,
+        *,
+        with_inputs: bool = True,
     ) -> None:
         if self.prediction_log is None:
             return
@@ -718,9 +694,10 @@ class InferenceApp:
                 signature=served.runtime.signature,
                 batch=batch,
                 prediction=prediction,
-                latency_ms=(time.perf_counter() - started) * 1000.0,
+                latency_ms=(time.perf_counter() - started) * 1000.0 if latency_ms is None else latency_ms,
                 entities=entities,
                 role=role,
+                with_inputs=with_inputs,
             )
         )
 
@@ -837,22 +814,3 @@ def _payload_rows(payload: dict[str, Any]) -> Any:
             raise InvalidInputError("'records' must be a list of objects of feature values")
         return payload["records"]
     return payload["entities"]
-
-
-def _agreeing(a: Prediction, b: Prediction) -> int:
-    """How many rows two answers agree on: the same label, or predictions within 0.1%."""
-    if a.label is not None and b.label is not None and a.label.shape == b.label.shape:
-        return int(np.count_nonzero(np.asarray(a.label) == np.asarray(b.label)))
-    if a.prediction is not None and b.prediction is not None and a.prediction.shape == b.prediction.shape:
-        return int(np.count_nonzero(np.isclose(a.prediction, b.prediction, rtol=1e-3, atol=1e-9)))
-    return 0
-
-
-def _scores(prediction: Prediction) -> np.ndarray[Any, Any] | None:
-    proba = prediction.probabilities
-    if proba is None:
-        return None
-    proba = np.asarray(proba)
-    if proba.ndim != 2 or proba.shape[1] == 0:
-        return None
-    return proba[:, 1] if proba.shape[1] == 2 else proba.max(axis=1)

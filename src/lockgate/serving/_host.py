@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -86,39 +86,45 @@ class Endpoint:
     problem: str | None = None
     candidate_problem: str | None = None
     retry_at: float = 0.0  # when a failed load is tried again (time.monotonic)
+    primary_model: ServedModel | None = None  # the primary, loaded (set by settle)
+    arm: tuple[ServedModel, str, int] | None = None  # a weighted candidate: model, role, share of 10,000
+    shadow: ServedModel | None = None  # a shadow candidate, loaded
 
     @property
     def name(self) -> str:
         return self.deployment.name
 
+    def settle(self) -> None:
+        """Work out the candidate's arm once the models are loaded, so routing a request is a
+        hash and a comparison (called when the endpoint is built)."""
+        version = self.resolved.primary.version
+        self.primary_model = None if self.problem else self.models.get(version) if version is not None else None
+        route = self.resolved.candidate
+        self.arm = None
+        self.shadow = None
+        if route is None or route.version not in self.models:
+            return
+        assert route.version is not None
+        if route.route.role == "shadow":
+            self.shadow = self.models[route.version]
+        else:
+            self.arm = (self.models[route.version], route.route.role, round(route.route.weight * 10_000))
+
     @property
     def rollout_role(self) -> str | None:
         """The role of the rollout's candidate when it is loaded and takes a share of traffic
         (``canary``, ``challenger``); None otherwise (no rollout, a shadow, not loaded)."""
-        route = self.resolved.candidate
-        if route is None or route.route.role == "shadow" or route.version not in self.models:
-            return None
-        return route.route.role
-
-    @property
-    def shadow(self) -> ServedModel | None:
-        """The loaded shadow candidate, if this deployment has one."""
-        route = self.resolved.candidate
-        if route is None or route.route.role != "shadow" or route.version is None:
-            return None
-        return self.models.get(route.version)
+        return None if self.arm is None else self.arm[1]
 
     def choose(self, key: str) -> tuple[ServedModel, str]:
         """The model version and role that answer a request routed by ``key``: the same key
         always lands on the same arm, and a key on the candidate at 5% stays there at 25%."""
         primary = self.primary
-        route = self.resolved.candidate
-        if route is None or route.route.role == "shadow" or route.version not in self.models:
+        if self.arm is None:
             return primary, "primary"
-        bucket = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") % 10_000
-        if bucket < route.route.weight * 10_000:
-            assert route.version is not None
-            return self.models[route.version], route.route.role
+        served, role, threshold = self.arm
+        if zlib.crc32(key.encode()) % 10_000 < threshold:
+            return served, role
         return primary, "primary"
 
     def role_of(self, version: int) -> str:
@@ -130,13 +136,13 @@ class Endpoint:
 
     @property
     def primary(self) -> ServedModel:
-        version = self.resolved.primary.version
-        if self.problem or version is None or version not in self.models:
-            raise UnavailableError(
-                f"deployment '{self.name}' has no model to serve ({self.problem or 'its model is not loaded'}); "
-                f"fix it with lockgate deploy update {self.name} --model models:/NAME@ALIAS"
-            )
-        return self.models[version]
+        served = self.primary_model
+        if served is not None and self.problem is None:
+            return served
+        raise UnavailableError(
+            f"deployment '{self.name}' has no model to serve ({self.problem or 'its model is not loaded'}); "
+            f"fix it with lockgate deploy update {self.name} --model models:/NAME@ALIAS"
+        )
 
     def version(self, version: int) -> ServedModel:
         served = self.models.get(version)
@@ -325,6 +331,7 @@ class ModelHost:
                 else:  # a broken candidate leaves the stable version serving every request
                     endpoint.candidate_problem = problem
                 _log.error("deployment %s: %s (trying again in %.0f s)", deployment.name, problem, self.retry_seconds)
+        endpoint.settle()
         return endpoint
 
     def _load(self, deployment: Deployment, uri: str, version: int) -> ServedModel:

@@ -26,7 +26,9 @@ model_version      int32                 registered model version
 latency_ms         float32               the request's time in the server, parse to response
 inputs             struct<…>             the model's input features, one field per signature column,
                                          typed as the signature says (float64 when a value
-                                         does not fit that type, e.g. 2.5 for an int64 column)
+                                         does not fit that type, e.g. 2.5 for an int64 column);
+                                         absent from a shadow's rows scored on the primary's
+                                         very inputs (join on request_id)
 entities           string (JSON)         the entity row the features were looked up for, or null
 label              string | int64 | …    a classifier's predicted label
 score              float64               a binary classifier's positive-class probability;
@@ -89,6 +91,7 @@ class LoggedRequest:
     latency_ms: float
     entities: Sequence[dict[str, Any]] | None = None
     role: str = "primary"
+    with_inputs: bool = True  # False for a shadow's copy scored on the primary's very rows
 
 
 class PredictionLog:
@@ -158,7 +161,7 @@ class PredictionLog:
         # Requests are turned into Arrow every ``_BUILD_SECONDS`` (a few ms of GIL each time)
         # and written as one file per group every ``flush_seconds``: one big conversion a
         # second would hold the GIL for tens of ms and show up in the requests' p99.
-        built: dict[tuple[str, str, int, int], list[pa.Table]] = {}
+        built: dict[tuple[str, str, int, int, bool], list[pa.Table]] = {}
         rows = 0
         deadline = time.monotonic() + self._flush_seconds
         while True:
@@ -174,10 +177,10 @@ class PredictionLog:
                 built, rows = {}, 0
                 deadline = time.monotonic() + self._flush_seconds
 
-    def _build(self, raw: list[LoggedRequest], built: dict[tuple[str, str, int, int], list[pa.Table]]) -> None:
-        groups: dict[tuple[str, str, int, int], list[LoggedRequest]] = {}
+    def _build(self, raw: list[LoggedRequest], built: dict[tuple[str, str, int, int, bool], list[pa.Table]]) -> None:
+        groups: dict[tuple[str, str, int, int, bool], list[LoggedRequest]] = {}
         for r in raw:
-            groups.setdefault((r.deployment, r.model, r.version, r.ts_ms // _DAY_MS), []).append(r)
+            groups.setdefault((r.deployment, r.model, r.version, r.ts_ms // _DAY_MS, r.with_inputs), []).append(r)
         for key, records in groups.items():
             try:
                 built.setdefault(key, []).append(to_table(records))
@@ -185,8 +188,8 @@ class PredictionLog:
                 self.errors += 1
                 _log.exception("could not log %d predictions of %s", len(records), key[0])
 
-    def _write(self, built: dict[tuple[str, str, int, int], list[pa.Table]]) -> None:
-        for (deployment, _model, _version, day_number), tables in built.items():
+    def _write(self, built: dict[tuple[str, str, int, int, bool], list[pa.Table]]) -> None:
+        for (deployment, _model, _version, day_number, _inputs), tables in built.items():
             day = datetime.fromtimestamp(day_number * _DAY_MS / 1000, UTC).strftime("%Y-%m-%d")
             try:
                 files = [pa.concat_tables(tables)] if len(tables) > 1 else tables
@@ -242,19 +245,23 @@ def to_table(records: Sequence[LoggedRequest]) -> pa.Table:
         "model_version": pa.array(np.repeat(np.array([r.version for r in records], dtype=np.int32), counts)),
         "latency_ms": pa.array(np.repeat(np.array([r.latency_ms for r in records], dtype=np.float32), counts)),
     }
-    if all(isinstance(r.batch, NumericBatch) for r in records):
+    if not records[0].with_inputs:
+        # A shadow's copy: its inputs are the primary's row of the same request_id.
+        parts: list[dict[str, Any]] = []
+    elif all(isinstance(r.batch, NumericBatch) for r in records):
         matrix = np.concatenate([r.batch.matrix for r in records])  # type: ignore[union-attr]
         parts = [{name: matrix[:, i] for i, name in enumerate(signature.names)}]
     else:
         parts = [batch_columns(r.batch, signature) for r in records]
     fields = []
-    for col in signature.columns:
+    for col in signature.columns if parts else ():
         values = parts[0][col.name] if len(parts) == 1 else np.concatenate([p[col.name] for p in parts])
         try:
             fields.append(pa.array(values, type=col.type, from_pandas=True))
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             fields.append(pa.array(values, from_pandas=True))  # as scored: 2.5 sent for an int64 column
-    columns["inputs"] = pa.StructArray.from_arrays(fields, names=list(signature.names))
+    if parts:
+        columns["inputs"] = pa.StructArray.from_arrays(fields, names=list(signature.names))
     if all(r.entities is None for r in records):
         columns["entities"] = pa.nulls(total, type=pa.string())
     else:

@@ -1,9 +1,10 @@
-"""What a server process saw of each arm under a rollout, counted on the hot path.
+"""What a server process saw of each arm under a rollout, gathered on the hot path.
 
-Counting is a dictionary lookup, a bisect and a few additions per request, and happens only
-for deployments with a rollout running. Every second :meth:`ArmRecorder.drain` hands the
-counts over as rows for the metadata store (see :meth:`lockgate.deploy.RolloutService.
-record_stats`), where every process's rows add up into the window an analysis reads.
+A request costs its arm two list appends (its latency and a reference to its scores), and
+only for deployments with a rollout running: binning happens once a second, off the event
+loop, when :meth:`ArmRecorder.drain` turns what gathered into rows for the metadata store
+(see :meth:`lockgate.deploy.RolloutService.record_stats`), where every process's rows add
+up into the window an analysis reads.
 """
 
 from __future__ import annotations
@@ -17,25 +18,24 @@ from typing import Any
 
 import numpy as np
 
-from lockgate.deploy._analysis import PairStats, latency_bin, score_bins
+from lockgate.deploy._analysis import LATENCY_EDGES_MS, PairStats, score_bins
 
 __all__ = ["ArmRecorder"]
 
 
 @dataclass(slots=True)
 class _Counts:
-    requests: int = 0
     errors: int = 0
-    latency: dict[int, int] = field(default_factory=dict)
-    scores: dict[int, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    scores: list[np.ndarray[Any, Any]] = field(default_factory=list)
     pairs: PairStats = field(default_factory=PairStats)
 
 
 class ArmRecorder:
     """Per-(deployment, version, role) counters of one server process.
 
-    The event loop adds; the flusher thread swaps the whole table out under a lock, so a
-    count is never lost between the two.
+    The event loop adds; the flusher thread swaps the whole table out under a lock, so
+    nothing gathered is lost between the two.
     """
 
     def __init__(self) -> None:
@@ -56,21 +56,26 @@ class ArmRecorder:
         """One request answered (or, for a shadow, scored) in ``latency_ms``."""
         with self._lock:
             counts = self._arm(deployment, version, role)
-            counts.requests += 1
-            index = latency_bin(latency_ms)
-            counts.latency[index] = counts.latency.get(index, 0) + 1
-            if scores is not None and scores.size:
-                for b in score_bins(scores).tolist():
-                    counts.scores[b] = counts.scores.get(b, 0) + 1
+            counts.latencies.append(latency_ms)
+            if scores is not None:
+                counts.scores.append(scores)
 
-    def failed(self, deployment: str, version: int, role: str, latency_ms: float) -> None:
-        """One request the model call failed for (its error, its time)."""
+    def answered_many(
+        self, deployment: str, version: int, role: str, latencies: list[float], scores: np.ndarray[Any, Any] | None
+    ) -> None:
+        """Several requests answered together (a shadow scores its copies in groups)."""
         with self._lock:
             counts = self._arm(deployment, version, role)
-            counts.requests += 1
-            counts.errors += 1
-            index = latency_bin(latency_ms)
-            counts.latency[index] = counts.latency.get(index, 0) + 1
+            counts.latencies.extend(latencies)
+            if scores is not None:
+                counts.scores.append(scores)
+
+    def failed(self, deployment: str, version: int, role: str, latency_ms: float, requests: int = 1) -> None:
+        """Requests the model call failed for (their error, their time)."""
+        with self._lock:
+            counts = self._arm(deployment, version, role)
+            counts.errors += requests
+            counts.latencies.extend([latency_ms] * requests)
 
     def compared(
         self,
@@ -92,15 +97,23 @@ class ArmRecorder:
         with self._lock:
             self._arm(deployment, version, "shadow").pairs.add(pairs)
 
+    @property
+    def pending(self) -> bool:
+        """Whether anything was gathered since the last drain."""
+        return bool(self._counts)
+
     def drain(self, now_ms: int) -> list[dict[str, Any]]:
-        """The counts since the last drain, as ``rollout_stats`` rows; the counters restart."""
+        """What gathered since the last drain, binned, as ``rollout_stats`` rows; gathering
+        starts afresh. Call it off the event loop: binning is numpy work."""
         with self._lock:
             counts, self._counts = self._counts, {}
         rows = []
         for (deployment, version, role), c in counts.items():
+            latency = np.bincount(np.searchsorted(LATENCY_EDGES_MS, np.asarray(c.latencies), side="right"))
+            scores = np.bincount(score_bins(np.concatenate(c.scores))) if c.scores else np.zeros(0, np.int64)
             stats: dict[str, Any] = {
-                "latency": {str(k): v for k, v in c.latency.items()},
-                "scores": {str(k): v for k, v in c.scores.items()},
+                "latency": {str(i): int(n) for i, n in enumerate(latency) if n},
+                "scores": {str(i): int(n) for i, n in enumerate(scores) if n},
             }
             if c.pairs.pairs:
                 stats["pairs"] = c.pairs.to_dict()
@@ -111,7 +124,7 @@ class ArmRecorder:
                     "role": role,
                     "ts": now_ms,
                     "worker": self.worker,
-                    "requests": c.requests,
+                    "requests": len(c.latencies),
                     "errors": c.errors,
                     "stats": stats,
                 }
