@@ -181,6 +181,17 @@ def load_module(filename: str, name: str) -> ModuleType:
 
 def prepare(wd: Path, common: ModuleType, log: Callable[[str], None]) -> dict[str, Any]:
     """The anchor's files (model.pkl, bodies, expected.json), lockgate's bodies and workspace."""
+    expected = prepare_files(wd, common, log)
+    home = wd / "lockgate-ws"
+    if not home.exists():
+        _make_workspace(home, wd / "model.pkl", common)
+    return {"expected": expected, "home": home}
+
+
+def prepare_files(wd: Path, common: ModuleType, log: Callable[[str], None]) -> list[float]:
+    """The anchor's files (model.pkl, bodies, expected.json) and lockgate's request bodies
+    (``body_lockgate_v1.json``, ``body_lockgate_v2.json``) in ``wd``; returns the expected
+    ``predict_proba`` of the request row. Other benchmarks build their workspaces on these."""
     mlflow_py = anchor_python("mlflow")
     if not (wd / "expected.json").exists():
         if mlflow_py.exists():
@@ -205,10 +216,7 @@ def prepare(wd: Path, common: ModuleType, log: Callable[[str], None]) -> dict[st
     (wd / "body_lockgate_v1.json").write_text(json.dumps({"records": [dict(zip(common.COLUMNS, row, strict=True))]}))
     v2 = {"inputs": [{"name": "input", "shape": [1, common.N_FEATURES], "datatype": "FP64", "data": row}]}
     (wd / "body_lockgate_v2.json").write_text(json.dumps(v2))
-    home = wd / "lockgate-ws"
-    if not home.exists():
-        _make_workspace(home, wd / "model.pkl", common)
-    return {"expected": expected, "home": home}
+    return list(expected)
 
 
 def _make_workspace(home: Path, model_pkl: Path, common: ModuleType) -> None:
