@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -11,6 +12,7 @@ from lockgate.cli._output import JsonOpt, table
 from lockgate.clock import to_iso
 from lockgate.deploy import Deployment, ResolvedDeployment
 from lockgate.errors import InvalidInputError
+from lockgate.workspace import Workspace
 
 __all__ = ["app"]
 
@@ -361,15 +363,13 @@ def promote(
     as_json: JsonOpt = False,
 ) -> None:
     """Promote the rollout's candidate now (the deployment's alias moves through the registry's gates)."""
-    st = state(ctx)
-    ws = st.workspace()
-    candidate = ws.rollouts.get_rollout(name).rollout
-    assert candidate is not None
-    deployment = ws.rollouts.promote(name, reason=reason)
-    if as_json:
-        st.output.json(deployment.to_dict())
-        return
-    st.output.info(f"promoted {candidate.candidate}: {name} serves it to all traffic ({deployment.primary.model})")
+    _end_rollout(
+        ctx,
+        name,
+        as_json,
+        lambda ws: ws.rollouts.promote(name, reason=reason),
+        lambda candidate, d: f"promoted {candidate}: {name} serves it to all traffic ({d.primary.model})",
+    )
 
 
 @app.command()
@@ -380,15 +380,31 @@ def rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """End the rollout: the candidate's route goes and the stable version takes all traffic."""
+    _end_rollout(
+        ctx,
+        name,
+        as_json,
+        lambda ws: ws.rollouts.rollback(name, reason=reason),
+        lambda candidate, d: f"rolled back {candidate}: {name} serves {d.primary.model} to all traffic",
+    )
+
+
+def _end_rollout(
+    ctx: typer.Context,
+    name: str,
+    as_json: bool,
+    end: Callable[[Workspace], Deployment],
+    says: Callable[[str, Deployment], str],
+) -> None:
     st = state(ctx)
     ws = st.workspace()
-    candidate = ws.rollouts.get_rollout(name).rollout
-    assert candidate is not None
-    deployment = ws.rollouts.rollback(name, reason=reason)
+    rollout = ws.rollouts.get_rollout(name).rollout  # ConflictError when there is none
+    assert rollout is not None
+    deployment = end(ws)
     if as_json:
         st.output.json(deployment.to_dict())
-        return
-    st.output.info(f"rolled back {candidate.candidate}: {name} serves {deployment.primary.model} to all traffic")
+    else:
+        st.output.info(says(rollout.candidate, deployment))
 
 
 @app.command()
