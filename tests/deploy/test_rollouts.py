@@ -178,6 +178,17 @@ def test_too_little_traffic_holds_without_counting_a_failure(fraud: lg.Workspace
     assert (rollout.failures, rollout.analyses, rollout.step) == (0, 1, 0)
 
 
+def test_a_canary_no_server_answers_for_fails_instead_of_holding_forever(fraud: lg.Workspace) -> None:
+    d = _canary(fraud, policy={"failure_limit": 1})
+    assert d.rollout is not None
+    stable = _rows(1, "primary", requests=400, ts=d.rollout.started_at + 30_000)
+    fraud.rollouts.record_stats([stable])  # every server failed to load the candidate
+    decision = fraud.rollouts.analyze("fraud-api", now=d.rollout.started_at + 60_000)
+    assert decision is not None
+    assert (decision.action, decision.verdict.outcome) == ("rollback", "fail")
+    assert "the canary answered no requests while the stable version answered 400" in decision.verdict.reason
+
+
 def test_a_promotion_gate_that_refuses_rolls_the_canary_back(fraud: lg.Workspace) -> None:
     class NeedsApproval:
         def before_alias_move(self, move: AliasMove) -> None:

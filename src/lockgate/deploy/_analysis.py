@@ -91,7 +91,9 @@ class AnalysisPolicy:
     stable one's *and* more than ``latency_slack_ms`` above it (sub-millisecond p99s double
     on noise); or when the PSI of its scores against the stable version's, corrected for
     sample size, is over ``max_psi``. A window with fewer than ``min_requests`` on either arm
-    is inconclusive. ``failure_limit`` failed windows in a row roll the canary back.
+    is inconclusive, unless the canary answered nothing at all while the stable version
+    answered enough: that fails (a canary no server can load would otherwise hold forever).
+    ``failure_limit`` failed windows in a row roll the canary back.
 
     >>> AnalysisPolicy(max_psi=-1)
     Traceback (most recent call last):
@@ -330,6 +332,19 @@ class Verdict:
 def compare(stable: ArmWindow, canary: ArmWindow, policy: AnalysisPolicy) -> Verdict:
     """Judge ``canary`` against ``stable`` over the same window."""
     summaries = {"canary": canary.summary(), "stable": stable.summary()}
+    if canary.requests == 0 and stable.requests >= policy.min_requests:
+        # Not too little traffic: traffic the canary never answered (it failed to load on
+        # every server, or nothing routes to it). Holding would hold forever.
+        check = Check(
+            name="requests",
+            canary=0,
+            stable=stable.requests,
+            limit=policy.min_requests,
+            passed=False,
+            detail=f"the canary answered no requests while the stable version answered {stable.requests}: "
+            "it is not being served (the server log says why)",
+        )
+        return Verdict(outcome="fail", checks=(check,), **summaries)
     low = min(stable.requests, canary.requests)
     if low < policy.min_requests:
         check = Check(
