@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +21,6 @@ from rich.table import Table
 
 from lockgate.cli._demo_server import call, start_server, stop_server, wait_ready
 from lockgate.cli._output import table
-from lockgate.clock import to_iso
 from lockgate.errors import UnavailableError
 from lockgate.serving import batch_predict
 from lockgate.workspace import Workspace
@@ -125,9 +123,7 @@ def _decision_rows(label: str, events: list[dict[str, Any]]) -> list[tuple[str, 
     return rows
 
 
-def rollout_chapter(
-    ws: Workspace, plan: RolloutPlan, *, async_job: Callable[[str], tuple[str, dict[str, Any]]] | None = None
-) -> tuple[dict[str, Any], Group, str]:
+def rollout_chapter(ws: Workspace, plan: RolloutPlan) -> tuple[Group, str]:
     """Canary ``plan.bad`` (rolled back) then ``plan.good`` (promoted) on ``fraud-api`` under
     live traffic from a real server; then an async job and a batch scoring run."""
     champion_before = ws.models.get("models:/fraud@champion").uri
@@ -176,11 +172,7 @@ def rollout_chapter(
         if promoted and rolled_back
         else "the canaries did not end as expected (see lockgate deploy status fraud-api)"
     )
-    return (
-        {"promoted": promoted, "rolled_back": rolled_back, "at": to_iso(int(time.time() * 1000))},
-        Group(*parts),
-        summary,
-    )
+    return Group(*parts), summary
 
 
 def _submit_and_wait(address: str, entities: list[dict[str, Any]], timeout: float = 30.0) -> tuple[str, dict[str, Any]]:

@@ -435,7 +435,7 @@ def demo(
             batch_output=home / "scores.parquet",
             now=data.end,
         )
-        _, body, summary = rollout_chapter(ws, plan)
+        body, summary = rollout_chapter(ws, plan)
         return None, body, summary
 
     _, body, took = story.chapter("Rollout", roll_out)

@@ -18,16 +18,20 @@ from lockgate.deploy._analysis import AnalysisPolicy
 from lockgate.errors import InvalidInputError
 from lockgate.refs import parse_model_ref
 
-__all__ = ["DEFAULT_STEPS", "Rollout", "Strategy", "candidate_role"]
+__all__ = ["DEFAULT_STEPS", "CandidateRole", "Rollout", "Strategy", "candidate_role"]
 
 Strategy = Literal["shadow", "canary", "split"]
+CandidateRole = Literal["shadow", "canary", "challenger"]
 _STRATEGIES: tuple[str, ...] = get_args(Strategy)
 DEFAULT_STEPS = (5, 25, 50, 100)
 
 
-def candidate_role(strategy: Strategy) -> str:
+_ROLE_OF: dict[str, CandidateRole] = {"shadow": "shadow", "canary": "canary", "split": "challenger"}
+
+
+def candidate_role(strategy: Strategy) -> CandidateRole:
     """The route role a strategy gives its candidate."""
-    return {"shadow": "shadow", "canary": "canary", "split": "challenger"}[strategy]
+    return _ROLE_OF[strategy]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,7 +87,7 @@ class Rollout:
         return version
 
     @property
-    def role(self) -> str:
+    def role(self) -> CandidateRole:
         return candidate_role(self.strategy)
 
     @property

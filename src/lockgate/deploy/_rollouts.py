@@ -191,7 +191,7 @@ class RolloutService:
             )
             routes = (
                 replace(current.primary, weight=1.0 - rollout.weight),
-                Route(model=pinned, role=rollout.role, weight=rollout.weight),  # type: ignore[arg-type]
+                Route(model=pinned, role=rollout.role, weight=rollout.weight),
             )
             record = self._write(conn, current, routes=routes, rollout=rollout)
             self._event(
@@ -314,7 +314,7 @@ class RolloutService:
                 failed = f"{counted.failures} failed {'analysis' if counted.failures == 1 else 'analyses'} in a row"
                 self._roll_back(conn, latest, f"the canary reached its failure limit ({failed})", verdict)
             elif action == "advance":
-                advanced = replace(counted.advanced(now), analyses=counted.analyses)
+                advanced = counted.advanced(now)
                 routes = (
                     replace(latest.primary, weight=1.0 - advanced.weight),
                     replace(_candidate_route(latest), weight=advanced.weight),

@@ -483,30 +483,30 @@ class InferenceApp:
             primary.runtime.check(batch)
             if primary.contract is not None:
                 _check_contract(primary, batch)
-        elif primary.feature_service is None:
-            raise InvalidInputError(
-                f"deployment '{name}' has no feature service to look entities up in; send 'records', "
-                f"or set one: lockgate deploy update {name} --feature-service NAME"
-            )
         else:
-            check_entity_rows(rows, *self._entity_inputs(primary))
+            self._check_entities(primary, rows)
         job = await jobs.submit(name, payload, callback_url=callback, request_id=request_id)
         location = (b"location", f"/v1/jobs/{job['id']}".encode())
         return 202, orjson.dumps(job), _JSON, [location]
 
-    async def _look_up(self, served: ServedModel, entities: Any) -> tuple[list[dict[str, Any]], list[Any]]:
+    def _check_entities(self, served: ServedModel, entities: Any) -> str:
+        """The feature service ``served`` looks ``entities`` up in, once they are checked
+        against its keys and request fields (InvalidInputError naming what is wrong)."""
         if served.feature_service is None:
             raise InvalidInputError(
                 f"deployment '{served.deployment}' has no feature service to look entities up in; send 'records', "
                 f"or set one: lockgate deploy update {served.deployment} --feature-service NAME"
             )
-        keys, fields = self._entity_inputs(served)
-        check_entity_rows(entities, keys, fields)
+        check_entity_rows(entities, *self._entity_inputs(served))
+        return served.feature_service
+
+    async def _look_up(self, served: ServedModel, entities: Any) -> tuple[list[dict[str, Any]], list[Any]]:
+        service = self._check_entities(served, entities)
         policy = self.host.endpoint(served.deployment).deployment.settings.stale_policy
         # The lookup reads the online store (Redis in scale-out) and the definitions: on a
         # thread, so a slow store stalls this request, not every request of the worker.
         lookup = functools.partial(
-            self.host.ws.features.online, served.feature_service, entities, policy=policy, now=self.host.feature_time
+            self.host.ws.features.online, service, entities, policy=policy, now=self.host.feature_time
         )
         try:
             result = await asyncio.get_running_loop().run_in_executor(self.host.lookup_pool, lookup)
